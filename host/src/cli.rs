@@ -1,0 +1,231 @@
+//! The `sera-host` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::patch_file::read_patch;
+use crate::plugin::{inspect, Limits, PatchPair, PluginEngine, PluginSource, Verifier};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sera-host",
+    version,
+    about = "Soft-verified training data for coding agents, from real repositories"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Score a candidate patch (P2) against a reference patch (P1) with a verifier plugin.
+    Verify(VerifyArgs),
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Show the world a component implements, its imports and exports, size and sha256.
+    Inspect {
+        /// A component file, or builtin:NAME.
+        plugin: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// List the builtin plugins.
+    List,
+}
+
+#[derive(Args, Debug)]
+struct CacheArgs {
+    /// Directory of compiled components (default: $SERA_HOST_CACHE_DIR, $XDG_CACHE_HOME/sera-host or ~/.cache/sera-host).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile plugins every time instead of using the cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn engine(&self) -> Result<PluginEngine> {
+        if self.no_cache {
+            PluginEngine::new(None)
+        } else if let Some(dir) = &self.cache_dir {
+            PluginEngine::new(Some(dir.clone()))
+        } else {
+            PluginEngine::with_default_cache()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// The verifier: builtin:NAME or a component file.
+    #[arg(
+        long,
+        default_value = "builtin:line-recall",
+        value_name = "builtin:NAME|FILE.wasm"
+    )]
+    plugin: String,
+    /// Reference patch (P1, unified diff).
+    p1: PathBuf,
+    /// Candidate patch (P2, unified diff).
+    p2: PathBuf,
+    /// Plugin config as a JSON object, e.g. '{"compat":"sera"}'.
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    config: String,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Accept an empty candidate patch (scored as "no edit").
+    #[arg(long)]
+    allow_empty: bool,
+    /// Fuel per call (about one unit per wasm instruction).
+    #[arg(long, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Linear memory limit of the plugin, in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory_mib: Option<usize>,
+    /// Print the plugin's output (stdout, stderr, log) on stderr.
+    #[arg(short, long)]
+    verbose: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Exit status: 0 success, 1 the plugin failed on the input, 2 bad input or usage.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sera-host: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Verify(args) => verify(args),
+        Command::Plugin(PluginCommand::Inspect {
+            plugin,
+            json,
+            cache,
+        }) => {
+            let engine = cache.engine()?;
+            let loaded = engine.load(&PluginSource::parse(&plugin)?)?;
+            let info = inspect(&engine, &loaded)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("plugin:  {}", loaded.source);
+                println!("world:   sera:plugin/{}@{}", info.world, info.version);
+                println!("size:    {} bytes", info.size);
+                println!("sha256:  {}", info.sha256);
+                println!("imports:");
+                for i in &info.imports {
+                    println!("  {i}");
+                }
+                println!("exports:");
+                for e in &info.exports {
+                    println!("  {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin(PluginCommand::List) => {
+            for (name, bytes) in crate::plugin::BUILTINS {
+                use sha2::Digest;
+                println!(
+                    "builtin:{name}  {} bytes  sha256 {}",
+                    bytes.len(),
+                    hex::encode(sha2::Sha256::digest(bytes))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let config: serde_json::Value = serde_json::from_str(&args.config)
+        .with_context(|| format!("--config: expected a JSON object, got {:?}", args.config))?;
+    if !config.is_object() {
+        anyhow::bail!("--config: expected a JSON object, got {}", args.config);
+    }
+    let reference = read_patch(&args.p1, false)?;
+    let candidate = read_patch(&args.p2, args.allow_empty)?;
+    let mut limits = Limits::default();
+    if let Some(fuel) = args.fuel {
+        limits.fuel_per_call = fuel;
+    }
+    if let Some(mib) = args.memory_mib {
+        limits.memory_bytes = mib << 20;
+    }
+    let engine = args.cache.engine()?;
+    let source = PluginSource::parse(&args.plugin)?;
+    let plugin = engine.load(&source)?;
+    let mut verifier = Verifier::new(&engine, &plugin, &config.to_string(), limits)?;
+    let item = format!("{} vs {}", args.p1.display(), args.p2.display());
+    let result = verifier.verify(
+        &item,
+        &PatchPair {
+            reference,
+            candidate,
+        },
+    );
+    if args.verbose {
+        for entry in verifier.take_log() {
+            eprintln!("[plugin {}] {}", entry.source, entry.text.trim_end());
+        }
+    }
+    match result {
+        Ok(v) => {
+            if args.json {
+                let out = json!({
+                    "score": v.score,
+                    "matched": v.matched,
+                    "total": v.total,
+                    "detail": v.detail,
+                    "plugin": source.to_string(),
+                    "plugin_sha256": plugin.sha256,
+                });
+                println!("{out}");
+            } else {
+                match v.score {
+                    Some(s) => println!("score {s:.4} ({}/{} matched)", v.matched, v.total),
+                    None => println!("score none ({}/{} matched)", v.matched, v.total),
+                }
+                println!("detail: {}", v.detail);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            if args.json {
+                println!("{}", json!({ "error": failure }));
+            }
+            eprintln!("sera-host: error: {failure}");
+            if let Some(bt) = &failure.backtrace {
+                eprintln!("{bt}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}

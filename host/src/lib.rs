@@ -1,0 +1,9 @@
+//! sera-host: turns real code repositories into SERA-style soft-verified training data.
+//!
+//! This crate is both the library behind the `sera-host` binary and the host side of the
+//! `sera:plugin` WIT worlds: plugins (verifiers, tools, PR synthesisers, truncation policies) are
+//! WebAssembly components run sandboxed by wasmtime.
+
+pub mod cli;
+pub mod patch_file;
+pub mod plugin;

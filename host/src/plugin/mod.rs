@@ -1,0 +1,21 @@
+//! The plugin runtime: one shared wasmtime `Engine`, components compiled once and cached on
+//! disk, one fresh sandboxed `Store` per instance with fuel and memory limits, deterministic
+//! clocks and randomness, captured output, and failures turned into per-item errors.
+
+mod cache;
+mod engine;
+mod failure;
+mod inspect;
+mod limits;
+mod output;
+mod source;
+mod state;
+mod verifier;
+
+pub use engine::{LoadedPlugin, PluginEngine};
+pub use failure::{FailureKind, PluginFailure};
+pub use inspect::{inspect, Inspection, WorldKind};
+pub use limits::Limits;
+pub use output::LogEntry;
+pub use source::{PluginSource, BUILTINS};
+pub use verifier::{PatchPair, Verdict, Verifier};

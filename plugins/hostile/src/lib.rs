@@ -1,0 +1,121 @@
+//! A verifier that misbehaves on purpose, one attack per config, so the host's sandbox and its
+//! recovery after each failure stay tested forever (like datafusion-udf-wasm's `guests/evil`).
+//! `init` always succeeds; the attack runs in `verify`.
+
+use std::cell::RefCell;
+use std::io::Write;
+
+wit_bindgen::generate!({
+    path: "../../wit/v0.1.0",
+    world: "verifier",
+});
+
+use exports::sera::plugin::verify::{Guest, PatchPair, Verdict};
+use sera::plugin::log::{log, Level};
+
+struct Hostile;
+
+thread_local! {
+    static ATTACK: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn read(path: &str) -> Result<Verdict, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Verdict {
+            score: Some(1.0),
+            matched: 0,
+            total: 0,
+            detail: format!("read {path}: {text}"),
+        }),
+        Err(e) => Err(format!("cannot read {path}: {e}")),
+    }
+}
+
+fn attack(pair: &PatchPair) -> Result<Verdict, String> {
+    let name = ATTACK.with(|a| a.borrow().clone());
+    match name.as_str() {
+        // Spin forever without calling the host.
+        "loop" => {
+            let mut x: u64 = pair.reference.len() as u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        // Grow memory 1 MiB at a time and keep it alive.
+        "alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                let mut block = vec![0u8; 1 << 20];
+                block[4095] = 1;
+                hoard.push(std::hint::black_box(block));
+            }
+        }
+        "read-passwd" => read("/etc/passwd"),
+        "read-parent" => read("/workspace/../secret.txt"),
+        "read-dotdot" => read("../secret.txt"),
+        "panic" => panic!("hostile verifier panicked on purpose"),
+        // 100 MB to stdout, then a normal answer.
+        "stdout-flood" => {
+            let chunk = vec![b'x'; 1 << 20];
+            let mut out = std::io::stdout();
+            for _ in 0..100 {
+                let _ = out.write_all(&chunk);
+            }
+            let _ = out.flush();
+            log(Level::Info, "flood done");
+            Ok(Verdict {
+                score: Some(0.5),
+                matched: 1,
+                total: 2,
+                detail: "survived the flood".to_string(),
+            })
+        }
+        // A verdict that breaks the contract: score out of range, matched above total.
+        "bad-verdict" => Ok(Verdict {
+            score: Some(7.0),
+            matched: 9,
+            total: 2,
+            detail: String::new(),
+        }),
+        "clock-random" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let mut seed = [0u8; 16];
+            let random = std::collections::hash_map::RandomState::new();
+            use std::hash::BuildHasher;
+            let h = random.hash_one(42u8);
+            seed[..8].copy_from_slice(&h.to_le_bytes());
+            Ok(Verdict {
+                score: None,
+                matched: 0,
+                total: 0,
+                detail: format!("now={now} hash={h}"),
+            })
+        }
+        other => Err(format!("unknown attack {other:?}")),
+    }
+}
+
+impl Guest for Hostile {
+    fn init(config: String) -> Result<(), String> {
+        let name = config
+            .split('"')
+            .nth(3)
+            .ok_or_else(|| format!("expected {{\"attack\":\"NAME\"}}, got {config}"))?
+            .to_string();
+        ATTACK.with(|a| *a.borrow_mut() = name);
+        Ok(())
+    }
+
+    fn verify(pair: PatchPair) -> Result<Verdict, String> {
+        attack(&pair)
+    }
+
+    fn verify_batch(pairs: Vec<PatchPair>) -> Vec<Result<Verdict, String>> {
+        pairs.iter().map(attack).collect()
+    }
+}
+
+export!(Hostile);

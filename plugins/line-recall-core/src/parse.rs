@@ -1,0 +1,292 @@
+//! A unified-diff reader that follows hunk header counts.
+//!
+//! Counting is what tells a removed line whose text starts with `--` (`---x`) from the `--- a/file`
+//! header of the next file, and what catches a truncated or hand-edited patch.
+
+use std::fmt;
+
+/// Why a text is not a well-formed unified diff. `line` is 1-based.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub expected: String,
+    pub found: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}: expected {}, found {}",
+            self.line, self.expected, self.found
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+const MAX_SHOWN: usize = 60;
+
+fn shown(line: &str) -> String {
+    if line.is_empty() {
+        return "an empty line".to_string();
+    }
+    let mut out = String::from("'");
+    for (i, c) in line.chars().enumerate() {
+        if i == MAX_SHOWN {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out.push('\'');
+    out
+}
+
+fn error(line: usize, expected: impl Into<String>, found: &str) -> ParseError {
+    ParseError {
+        line,
+        expected: expected.into(),
+        found: shown(found),
+    }
+}
+
+const HUNK_SYNTAX: &str = "a hunk header '@@ -START[,COUNT] +START[,COUNT] @@'";
+
+/// Header lines git and diff(1) write between files; everything else outside a hunk after the
+/// first file header is suspicious.
+const FILE_HEADER_PREFIXES: &[&str] = &[
+    "diff ",
+    "index ",
+    "--- ",
+    "+++ ",
+    "old mode ",
+    "new mode ",
+    "deleted file mode ",
+    "new file mode ",
+    "similarity index ",
+    "dissimilarity index ",
+    "rename from ",
+    "rename to ",
+    "copy from ",
+    "copy to ",
+    "Binary files ",
+    "Only in ",
+    "\\ ",
+];
+
+struct Hunk {
+    header_line: usize,
+    old_left: u64,
+    new_left: u64,
+}
+
+/// Parses `@@ -a[,b] +c[,d] @@[ section]` into the old and new line counts.
+fn parse_hunk_header(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("@@ -")?;
+    let (ranges, _section) = rest.split_once(" @@")?;
+    let (old, new) = ranges.split_once(" +")?;
+    Some((parse_range(old)?, parse_range(new)?))
+}
+
+fn parse_range(range: &str) -> Option<u64> {
+    let (start, count) = match range.split_once(',') {
+        Some((s, c)) => (s, Some(c)),
+        None => (range, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(start) {
+        return None;
+    }
+    match count {
+        None => Some(1),
+        Some(c) if digits(c) => c.parse().ok(),
+        Some(_) => None,
+    }
+}
+
+/// The non-blank `+`/`-` lines of every hunk, with their sign and exact whitespace, in order.
+///
+/// An empty (or all-whitespace) patch has no change lines. A text with no file header and no
+/// hunk at all, a malformed hunk header, or a hunk whose body disagrees with its counts is an
+/// error naming the line.
+pub fn change_lines(patch: &str) -> Result<Vec<&str>, ParseError> {
+    let mut out = Vec::new();
+    let mut hunk: Option<Hunk> = None;
+    let mut seen_diff = false;
+    let mut first_text: Option<(usize, &str)> = None;
+    let body = patch.strip_suffix('\n').unwrap_or(patch);
+    if patch.trim().is_empty() {
+        return Ok(out);
+    }
+    for (idx, raw) in body.split('\n').enumerate() {
+        let n = idx + 1;
+        if let Some(h) = hunk.as_mut() {
+            let (old, new) = match raw.as_bytes().first() {
+                // Some tools strip the single space of an empty context line.
+                None | Some(b' ') => (1, 1),
+                Some(b'-') => (1, 0),
+                Some(b'+') => (0, 1),
+                Some(b'\\') => (0, 0),
+                Some(_) => {
+                    return Err(error(
+                        n,
+                        format!(
+                            "a hunk line (' ', '+' or '-'): the hunk at line {} still expects {} old and {} new lines",
+                            h.header_line, h.old_left, h.new_left
+                        ),
+                        raw,
+                    ))
+                }
+            };
+            if old > h.old_left || new > h.new_left {
+                let what = if old == 1 && new == 1 {
+                    "a context line"
+                } else if old == 1 {
+                    "a removed line"
+                } else {
+                    "an added line"
+                };
+                return Err(error(
+                    n,
+                    format!(
+                        "no {what} here: the hunk at line {} expects only {} more old and {} more new lines",
+                        h.header_line, h.old_left, h.new_left
+                    ),
+                    raw,
+                ));
+            }
+            h.old_left -= old;
+            h.new_left -= new;
+            if old != new && !raw[1..].trim().is_empty() {
+                out.push(raw);
+            }
+            if h.old_left == 0 && h.new_left == 0 {
+                hunk = None;
+            }
+            continue;
+        }
+        let text = raw.strip_suffix('\r').unwrap_or(raw);
+        if text.starts_with("@@") {
+            if text.starts_with("@@@") {
+                return Err(error(
+                    n,
+                    "a two-way unified diff (combined '@@@' diffs of merges are not supported)",
+                    raw,
+                ));
+            }
+            let (old_left, new_left) =
+                parse_hunk_header(text).ok_or_else(|| error(n, HUNK_SYNTAX, raw))?;
+            seen_diff = true;
+            if old_left > 0 || new_left > 0 {
+                hunk = Some(Hunk {
+                    header_line: n,
+                    old_left,
+                    new_left,
+                });
+            }
+            continue;
+        }
+        if text.starts_with("diff ") || text.starts_with("--- ") {
+            seen_diff = true;
+            continue;
+        }
+        if !seen_diff {
+            // Free text before the first file (a commit message, an email) is allowed.
+            if first_text.is_none() && !text.trim().is_empty() {
+                first_text = Some((n, raw));
+            }
+            continue;
+        }
+        if text == "-- " {
+            // `git format-patch` signature: the rest is the git version.
+            break;
+        }
+        if text.trim().is_empty() || FILE_HEADER_PREFIXES.iter().any(|p| text.starts_with(p)) {
+            continue;
+        }
+        if text.starts_with(['+', '-', ' ']) {
+            return Err(error(
+                n,
+                format!("a file header or {HUNK_SYNTAX}; this line is outside every hunk (are the counts of the hunk above it right?)"),
+                raw,
+            ));
+        }
+    }
+    if let Some(h) = hunk {
+        return Err(ParseError {
+            line: body.split('\n').count() + 1,
+            expected: format!(
+                "{} more old and {} more new lines for the hunk at line {}",
+                h.old_left, h.new_left, h.header_line
+            ),
+            found: "the end of the patch".to_string(),
+        });
+    }
+    if !seen_diff {
+        let (line, found) = first_text.unwrap_or((1, ""));
+        return Err(error(
+            line,
+            format!("a unified diff ('diff --git', '--- a/FILE' or {HUNK_SYNTAX})"),
+            found,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_line_starting_with_dashes_is_a_change_line() {
+        let patch = "--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n---x\n+++y\n ctx\n";
+        // header says 2 old lines: '---x' (removed) and ' ctx'; 2 new: '+++y' and ' ctx'
+        assert_eq!(change_lines(patch).unwrap(), vec!["---x", "+++y"]);
+    }
+
+    #[test]
+    fn blank_change_lines_are_skipped_and_whitespace_kept() {
+        let patch = "@@ -1,2 +1,2 @@\n-  a \n-\t\n+  a\n+ \n";
+        assert_eq!(change_lines(patch).unwrap(), vec!["-  a ", "+  a"]);
+    }
+
+    #[test]
+    fn hunk_without_count_means_one_line() {
+        let patch = "--- a/f\n+++ b/f\n@@ -3 +3 @@\n-old\n+new\n";
+        assert_eq!(change_lines(patch).unwrap(), vec!["-old", "+new"]);
+    }
+
+    #[test]
+    fn broken_header_names_line() {
+        let err = change_lines("--- a/f\n+++ b/f\n@@ -1,x +1 @@\n-a\n").unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(err.expected.contains("hunk header"), "{err}");
+    }
+
+    #[test]
+    fn short_hunk_is_an_error() {
+        let err = change_lines("--- a/f\n+++ b/f\n@@ -1,3 +1,3 @@\n-a\n+b\n").unwrap_err();
+        assert_eq!(err.line, 6);
+        assert!(err.found.contains("end of the patch"), "{err}");
+    }
+
+    #[test]
+    fn extra_change_line_outside_hunk_is_an_error() {
+        let err = change_lines("--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n+c\n").unwrap_err();
+        assert_eq!(err.line, 6);
+    }
+
+    #[test]
+    fn prose_is_not_a_diff() {
+        let err = change_lines("hello\nworld\n").unwrap_err();
+        assert_eq!(err.line, 1);
+        assert!(err.expected.contains("unified diff"));
+    }
+
+    #[test]
+    fn commit_message_preamble_and_signature_are_allowed() {
+        let patch = "From abc\nSubject: fix\n\n- bullet in message\n---\n f | 2 +-\n\ndiff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n-- \n2.39.0\n";
+        assert_eq!(change_lines(patch).unwrap(), vec!["-a", "+b"]);
+    }
+}
