@@ -16,6 +16,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
         world: "verifier",
+        additional_derives: [PartialEq],
     });
 }
 
@@ -203,6 +204,12 @@ impl Verifier {
         Ok(verdict)
     }
 
+    fn take_store_log(&mut self) {
+        if let Some(live) = &self.live {
+            self.log.extend(live.store.data().log.take());
+        }
+    }
+
     /// Handles a call's trap: classifies it, keeps the log, and drops the poisoned instance.
     fn trapped(&mut self, item: &str, err: wasmtime::Error, fuel: u64) -> PluginFailure {
         let mut live = self.live.take().expect("a call needs a live instance");
@@ -220,12 +227,15 @@ impl Verifier {
             .bindings
             .sera_plugin_verify()
             .call_verify(&mut live.store, pair);
-        let log = live.store.data().log.take();
-        self.log.extend(log);
+        // A trap is classified from the store (stderr tail, limiter) before its log is taken.
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => return Err(self.trapped(item, e, fuel)),
+        };
+        self.take_store_log();
         match result {
-            Ok(Ok(verdict)) => self.check_verdict(item, verdict),
-            Ok(Err(msg)) => Err(self.failure(item, FailureKind::GuestError, msg, None)),
-            Err(e) => Err(self.trapped(item, e, fuel)),
+            Ok(verdict) => self.check_verdict(item, verdict),
+            Err(msg) => Err(self.failure(item, FailureKind::GuestError, msg, None)),
         }
     }
 
@@ -250,8 +260,9 @@ impl Verifier {
             .bindings
             .sera_plugin_verify()
             .call_verify_batch(&mut live.store, pairs);
-        let log = live.store.data().log.take();
-        self.log.extend(log);
+        if result.is_ok() {
+            self.take_store_log();
+        }
         match result {
             Ok(results) if results.len() == pairs.len() => results
                 .into_iter()

@@ -1,6 +1,8 @@
 //! A verifier that misbehaves on purpose, one attack per config, so the host's sandbox and its
 //! recovery after each failure stay tested forever (like datafusion-udf-wasm's `guests/evil`).
-//! `init` always succeeds; the attack runs in `verify`.
+//! `init` always succeeds. The attack runs in `verify` when the reference patch starts with
+//! `attack`; any other pair gets an honest verdict (1 when the patches are equal, else 0), so
+//! tests can check that the host recovers and the next item is scored correctly.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -31,7 +33,20 @@ fn read(path: &str) -> Result<Verdict, String> {
     }
 }
 
+fn honest(pair: &PatchPair) -> Verdict {
+    let same = pair.reference == pair.candidate;
+    Verdict {
+        score: Some(if same { 1.0 } else { 0.0 }),
+        matched: u32::from(same),
+        total: 1,
+        detail: "exact comparison".to_string(),
+    }
+}
+
 fn attack(pair: &PatchPair) -> Result<Verdict, String> {
+    if !pair.reference.starts_with("attack") {
+        return Ok(honest(pair));
+    }
     let name = ATTACK.with(|a| a.borrow().clone());
     match name.as_str() {
         // Spin forever without calling the host.
@@ -51,12 +66,16 @@ fn attack(pair: &PatchPair) -> Result<Verdict, String> {
             }
         }
         "read-passwd" => read("/etc/passwd"),
-        "read-parent" => read("/workspace/../secret.txt"),
-        "read-dotdot" => read("../secret.txt"),
+        "read-dotdot" => read("../Cargo.toml"),
+        "read-parent-of-root" => read("/../etc/passwd"),
         "panic" => panic!("hostile verifier panicked on purpose"),
         // 100 MB to stdout, then a normal answer.
         "stdout-flood" => {
-            let chunk = vec![b'x'; 1 << 20];
+            // 1 KiB lines, so stdout's line buffering finds a newline at once and passes the
+            // whole chunk through: the cost is in the host, not in scanning for newlines.
+            let mut line = vec![b'x'; 1023];
+            line.push(b'\n');
+            let chunk = line.repeat(1024);
             let mut out = std::io::stdout();
             for _ in 0..100 {
                 let _ = out.write_all(&chunk);

@@ -1,0 +1,130 @@
+//! Helpers shared by the integration tests: real git repositories in temp dirs, the committed
+//! plugin components, and a plugin engine.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sera_host::plugin::{Limits, LoadedPlugin, PluginEngine, PluginSource, Verifier};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn dist(name: &str) -> PathBuf {
+    repo_root().join("plugins/dist").join(name)
+}
+
+pub fn engine() -> PluginEngine {
+    PluginEngine::new(None).expect("engine")
+}
+
+pub fn load(engine: &PluginEngine, spec: &str) -> LoadedPlugin {
+    engine
+        .load(&PluginSource::parse(spec).unwrap())
+        .expect("load plugin")
+}
+
+pub fn line_recall(engine: &PluginEngine, config: &str) -> Verifier {
+    let plugin = load(engine, "builtin:line-recall");
+    Verifier::new(engine, &plugin, config, Limits::default()).expect("verifier")
+}
+
+pub fn hostile(engine: &PluginEngine, attack: &str, limits: Limits) -> Verifier {
+    let plugin = engine
+        .load(&PluginSource::File(dist("hostile.wasm")))
+        .unwrap();
+    Verifier::new(
+        engine,
+        &plugin,
+        &format!("{{\"attack\":\"{attack}\"}}"),
+        limits,
+    )
+    .expect("hostile verifier")
+}
+
+/// Real Python source: a module of the interpreter's standard library.
+pub fn python_stdlib_file(module: &str) -> (String, String) {
+    let out = Command::new("python3")
+        .args(["-c", &format!("import {module}; print({module}.__file__)")])
+        .output()
+        .expect("python3 runs");
+    let path = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (format!("{module}.py"), text)
+}
+
+/// A git repository in a temp dir with one commit of `files`.
+pub struct GitRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl GitRepo {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Self { dir };
+        repo.git(&["init", "-q"]);
+        for (name, text) in files {
+            repo.write(name, text);
+        }
+        repo.git(&["add", "-A"]);
+        repo.git(&[
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            "base",
+        ]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(self.path())
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        let path = self.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(name)).unwrap()
+    }
+
+    /// Applies `edits` (file, old text, new text; each old text must occur once) to the committed
+    /// tree, returns `git diff`, and resets the tree.
+    pub fn diff_after(&self, edits: &[(&str, &str, &str)]) -> String {
+        for (file, old, new) in edits {
+            let text = self.read(file);
+            assert_eq!(
+                text.matches(old).count(),
+                1,
+                "{old:?} must occur once in {file}"
+            );
+            self.write(file, &text.replacen(old, new, 1));
+        }
+        let diff = self.git(&["diff"]);
+        self.git(&["checkout", "-q", "--", "."]);
+        diff
+    }
+}
