@@ -13,7 +13,8 @@ trap 'rm -rf "$shim"' EXIT
 ln -sf /usr/bin/wasm-ld-16 "$shim/wasm-ld"
 ln -sf /usr/bin/wasm-ld-16 "$shim/rust-lld"
 export PATH="$shim:/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
-export RUSTFLAGS="-L /usr/lib/wasm32-wasi" CARGO_TARGET_DIR="$here/target"
+# simd128: wasmtime runs it, and memchr uses it to split lines.
+export RUSTFLAGS="-L /usr/lib/wasm32-wasi -C target-feature=+simd128" CARGO_TARGET_DIR="$here/target"
 # Paths of the build directory must not leak into the bytes.
 export RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=$here=/plugins --remap-path-prefix=$HOME/.cargo=/cargo"
 cd "$here"

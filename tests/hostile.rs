@@ -56,7 +56,7 @@ fn run_attack(
         .verify("attack-item", &attack_pair())
         .expect_err("attack must fail its item");
     assert_eq!(err.item, "attack-item");
-    assert_eq!(err.plugin, "hostile");
+    assert_eq!(&*err.plugin, "hostile");
     assert_eq!(err.sha256.len(), 64);
     (err, v, engine)
 }

@@ -4,6 +4,7 @@
 //! is stored with the item and audits compare it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use wasmtime::{Trap, WasmBacktrace};
@@ -52,8 +53,9 @@ impl fmt::Display for FailureKind {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PluginFailure {
-    pub plugin: String,
-    pub sha256: String,
+    /// Shared with the plugin's other failures: a re-score may fail many items.
+    pub plugin: Arc<str>,
+    pub sha256: Arc<str>,
     pub item: String,
     pub kind: FailureKind,
     pub message: String,

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
@@ -58,19 +57,40 @@ impl HostMonotonicClock for TickingClock {
     }
 }
 
-/// 64 KiB of pseudo-random bytes derived from the seed; the WASI generators cycle through them.
-fn random_bytes(seed: u64, domain: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 << 10);
-    let mut counter = 0u64;
-    while out.len() < 64 << 10 {
-        let mut h = Sha256::new();
-        h.update(domain.as_bytes());
-        h.update(seed.to_le_bytes());
-        h.update(counter.to_le_bytes());
-        out.extend_from_slice(&h.finalize());
-        counter += 1;
+/// The guest's random numbers: SplitMix64 from the configured seed. Written out here rather than
+/// taken from `rand` because its output must never change with a dependency upgrade: audits
+/// rebuild shards from plugin outputs, and a plugin may draw random numbers.
+struct SeededRng(u64);
+
+impl SeededRng {
+    /// Distinct streams for `wasi:random/random` and `wasi:random/insecure` from one seed.
+    fn new(seed: u64, stream: u64) -> Self {
+        Self(seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03))
     }
-    out
+}
+
+impl rand_core::TryRng for SeededRng {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok((self.try_next_u64()? >> 32) as u32)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Ok(z ^ (z >> 31))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
 }
 
 impl StoreState {
@@ -83,14 +103,8 @@ impl StoreState {
             .stderr(log.pipe("stderr"))
             .wall_clock(FixedWallClock)
             .monotonic_clock(TickingClock::default())
-            .secure_random(wasmtime_wasi::Deterministic::new(random_bytes(
-                limits.seed,
-                "secure",
-            )))
-            .insecure_random(wasmtime_wasi::Deterministic::new(random_bytes(
-                limits.seed,
-                "insecure",
-            )))
+            .secure_random(SeededRng::new(limits.seed, 1))
+            .insecure_random(SeededRng::new(limits.seed, 2))
             .insecure_random_seed(u128::from(limits.seed))
             .allow_tcp(false)
             .allow_udp(false)

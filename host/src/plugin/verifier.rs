@@ -1,6 +1,8 @@
 //! The host side of the `verifier` world: instances made from an `InstancePre`, recycled after
 //! any trap, with fuel per call and a fallback from batch to single calls when a batch traps.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Store;
@@ -46,14 +48,15 @@ struct Live {
 /// A verifier plugin ready to score pairs. Not `Sync`: give each worker thread its own (they
 /// share the compiled component, so a new one costs an instantiation, not a compilation).
 pub struct Verifier {
-    name: String,
-    sha256: String,
+    name: Arc<str>,
+    sha256: Arc<str>,
     pre: bindings::VerifierPre<StoreState>,
     limits: Limits,
     config: String,
     live: Option<Live>,
     log: Vec<LogEntry>,
     instantiations: u64,
+    last_fuel_used: u64,
 }
 
 impl Verifier {
@@ -83,14 +86,15 @@ impl Verifier {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{}: cannot link the verifier", plugin.source))?;
         let mut verifier = Self {
-            name: plugin.name.clone(),
-            sha256: plugin.sha256.clone(),
+            name: plugin.name.as_str().into(),
+            sha256: plugin.sha256.as_str().into(),
             pre,
             limits,
             config: config.to_string(),
             live: None,
             log: Vec::new(),
             instantiations: 0,
+            last_fuel_used: 0,
         };
         verifier.ensure_live("init")?;
         Ok(verifier)
@@ -107,6 +111,11 @@ impl Verifier {
     /// How many instances were created so far (one, plus one after each trap).
     pub fn instantiations(&self) -> u64 {
         self.instantiations
+    }
+
+    /// Fuel the last successful `verify` call used: a deterministic measure of its cost.
+    pub fn last_fuel_used(&self) -> u64 {
+        self.last_fuel_used
     }
 
     /// Plugin output since the last call, oldest first.
@@ -137,6 +146,9 @@ impl Verifier {
         let state = StoreState::new(&self.limits, None).map_err(anyhow::Error::from)?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(self.limits.fuel_per_call)
+            .map_err(anyhow::Error::from)?;
         self.pre
             .instantiate(&mut store)
             .map_err(anyhow::Error::from)?;
@@ -227,6 +239,7 @@ impl Verifier {
             .bindings
             .sera_plugin_verify()
             .call_verify(&mut live.store, pair);
+        self.last_fuel_used = fuel - live.store.get_fuel().unwrap_or(fuel);
         // A trap is classified from the store (stderr tail, limiter) before its log is taken.
         let result = match result {
             Ok(r) => r,

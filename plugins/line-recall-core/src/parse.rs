@@ -75,34 +75,90 @@ const FILE_HEADER_PREFIXES: &[&str] = &[
     "\\ ",
 ];
 
+/// The lines of a text split at `\n`, like `str::split('\n')`, found with `memchr` (SIMD natively
+/// and with wasm simd128).
+struct Lines<'a> {
+    text: &'a str,
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let rest = &self.text[self.pos..];
+        match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(i) => {
+                self.pos += i + 1;
+                Some(&rest[..i])
+            }
+            None => {
+                self.done = true;
+                Some(rest)
+            }
+        }
+    }
+}
+
+fn lines(text: &str) -> Lines<'_> {
+    Lines {
+        text,
+        pos: 0,
+        done: false,
+    }
+}
+
+/// Whether `text` is only whitespace, as `str::trim` sees it; ASCII is decided byte by byte,
+/// since nearly every change line starts with indentation.
+fn is_blank(text: &str) -> bool {
+    for &b in text.as_bytes() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' => {}
+            0x80.. => return text.trim_start().is_empty(),
+            _ => return false,
+        }
+    }
+    true
+}
+
 struct Hunk {
     header_line: usize,
     old_left: u64,
     new_left: u64,
 }
 
-/// Parses `@@ -a[,b] +c[,d] @@[ section]` into the old and new line counts.
+/// Parses `@@ -a[,b] +c[,d] @@[ section]` into the old and new line counts. Byte by byte: this
+/// runs for every hunk, and setting up substring searches costs more than the parse itself.
 fn parse_hunk_header(line: &str) -> Option<(u64, u64)> {
-    let rest = line.strip_prefix("@@ -")?;
-    let (ranges, _section) = rest.split_once(" @@")?;
-    let (old, new) = ranges.split_once(" +")?;
-    Some((parse_range(old)?, parse_range(new)?))
+    let rest = line.as_bytes().strip_prefix(b"@@ -")?;
+    let (old, rest) = parse_range(rest)?;
+    let (new, rest) = parse_range(rest.strip_prefix(b" +")?)?;
+    rest.starts_with(b" @@").then_some((old, new))
 }
 
-fn parse_range(range: &str) -> Option<u64> {
-    let (start, count) = match range.split_once(',') {
-        Some((s, c)) => (s, Some(c)),
-        None => (range, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(start) {
+/// `START[,COUNT]` at the start of `bytes`: the count (1 when omitted) and what follows.
+fn parse_range(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (_start, rest) = number(bytes)?;
+    match rest.strip_prefix(b",") {
+        Some(rest) => number(rest),
+        None => Some((1, rest)),
+    }
+}
+
+fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let len = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if len == 0 {
         return None;
     }
-    match count {
-        None => Some(1),
-        Some(c) if digits(c) => c.parse().ok(),
-        Some(_) => None,
+    let mut n: u64 = 0;
+    for &b in &bytes[..len] {
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
+    Some((n, &bytes[len..]))
 }
 
 /// The non-blank `+`/`-` lines of every hunk, with their sign and exact whitespace, in order.
@@ -111,7 +167,7 @@ fn parse_range(range: &str) -> Option<u64> {
 /// hunk at all, a malformed hunk header, or a hunk whose body disagrees with its counts is an
 /// error naming the line.
 pub fn change_lines(patch: &str) -> Result<Vec<&str>, ParseError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(64);
     let mut hunk: Option<Hunk> = None;
     let mut seen_diff = false;
     let mut first_text: Option<(usize, &str)> = None;
@@ -119,7 +175,7 @@ pub fn change_lines(patch: &str) -> Result<Vec<&str>, ParseError> {
     if patch.trim().is_empty() {
         return Ok(out);
     }
-    for (idx, raw) in body.split('\n').enumerate() {
+    for (idx, raw) in lines(body).enumerate() {
         let n = idx + 1;
         if let Some(h) = hunk.as_mut() {
             let (old, new) = match raw.as_bytes().first() {
@@ -158,7 +214,7 @@ pub fn change_lines(patch: &str) -> Result<Vec<&str>, ParseError> {
             }
             h.old_left -= old;
             h.new_left -= new;
-            if old != new && !raw[1..].trim().is_empty() {
+            if old != new && !is_blank(&raw[1..]) {
                 out.push(raw);
             }
             if h.old_left == 0 && h.new_left == 0 {
@@ -215,7 +271,7 @@ pub fn change_lines(patch: &str) -> Result<Vec<&str>, ParseError> {
     }
     if let Some(h) = hunk {
         return Err(ParseError {
-            line: body.split('\n').count() + 1,
+            line: lines(body).count() + 1,
             expected: format!(
                 "{} more old and {} more new lines for the hunk at line {}",
                 h.old_left, h.new_left, h.header_line
@@ -237,6 +293,28 @@ pub fn change_lines(patch: &str) -> Result<Vec<&str>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_split_like_str_split() {
+        for text in [
+            "",
+            "a",
+            "\n",
+            "a\nb",
+            "a\n\nb\n",
+            "0123456789abcdef\n0123456\n\x0a",
+            "é\nü\u{2028}x\n",
+        ] {
+            let ours: Vec<&str> = lines(text).collect();
+            let std: Vec<&str> = text.split('\n').collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
+        let long = "x".repeat(1000) + "\n" + &"y".repeat(13);
+        assert_eq!(
+            lines(&long).map(str::len).collect::<Vec<_>>(),
+            vec![1000, 13]
+        );
+    }
 
     #[test]
     fn removed_line_starting_with_dashes_is_a_change_line() {

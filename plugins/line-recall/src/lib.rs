@@ -14,6 +14,10 @@ wit_bindgen::generate!({
 
 use exports::sera::plugin::verify::{Guest, PatchPair, Verdict};
 
+#[cfg(all(not(target_feature = "atomics"), target_family = "wasm"))]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 struct LineRecall;
 
 thread_local! {
