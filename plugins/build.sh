@@ -16,7 +16,7 @@ export PATH="$shim:/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
 # simd128: wasmtime runs it, and memchr uses it to split lines.
 export RUSTFLAGS="-L /usr/lib/wasm32-wasi -C target-feature=+simd128" CARGO_TARGET_DIR="$here/target"
 # Paths of the build directory must not leak into the bytes.
-export RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=$here=/plugins --remap-path-prefix=$HOME/.cargo=/cargo"
+export RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=$here=/plugins --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 cd "$here"
 /usr/bin/cargo build --release -Zbuild-std=std,panic_abort --target wasm32-wasip2 \
   -p line-recall -p hostile
@@ -24,4 +24,5 @@ mkdir -p "$out"
 for name in line-recall hostile; do
   cp "target/wasm32-wasip2/release/${name//-/_}.wasm" "$out/$name.wasm"
 done
-(cd "$out" && sha256sum line-recall.wasm hostile.wasm)
+(cd "$out" && sha256sum line-recall.wasm hostile.wasm > SHA256SUMS && cat SHA256SUMS)
+"$here/toolchain.sh" > "$out/TOOLCHAIN"
