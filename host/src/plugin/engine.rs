@@ -37,6 +37,10 @@ impl PluginEngine {
             .consume_fuel(true)
             // Backtraces are stored with failed items; they must not depend on the environment.
             .wasm_backtrace_details(WasmBacktraceDetails::Disable);
+        #[cfg(feature = "profiling")]
+        if std::env::var("SERA_HOST_PROFILE").as_deref() == Ok("perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasmtime engine")?;

@@ -53,7 +53,13 @@ fn same_line(a: &str, b: &str) -> bool {
             return false;
         }
     }
-    ca.remainder() == cb.remainder()
+    // As integers: a slice comparison would be a `memcmp` call in wasm.
+    let word = |r: &[u8]| {
+        r.iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+    };
+    word(ca.remainder()) == word(cb.remainder())
 }
 
 /// How many lines of `reference` can be paired with an equal line of `candidate`, each candidate
