@@ -127,6 +127,11 @@ fn panic_is_an_error_carrying_the_panic_message() {
         err.message.contains("hostile verifier panicked on purpose"),
         "{err}"
     );
+    assert!(
+        err.message.starts_with("guest panicked at hostile/src/lib.rs:"),
+        "{err}"
+    );
+    assert!(!err.message.contains("RUST_BACKTRACE"), "{err}");
     assert_recovers(&engine, &mut v);
 }
 

@@ -193,7 +193,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     );
     if args.verbose {
         for entry in verifier.take_log() {
-            eprintln!("[plugin {}] {}", entry.source, entry.text.trim_end());
+            eprintln!("[plugin {}] {}", entry.source, entry.text.trim());
         }
     }
     match result {

@@ -111,11 +111,18 @@ pub(crate) fn classify(
         Some(Trap::UnreachableCodeReached) => {
             let stderr = state.log.stderr_tail(4096);
             match stderr.rfind("panicked at") {
-                Some(at) => (
-                    FailureKind::Panic,
-                    format!("guest {}", stderr[at..].trim()),
-                    backtrace,
-                ),
+                Some(at) => {
+                    // Rust's hint about RUST_BACKTRACE means nothing inside a plugin.
+                    let text: Vec<&str> = stderr[at..]
+                        .lines()
+                        .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+                        .collect();
+                    (
+                        FailureKind::Panic,
+                        format!("guest {}", text.join("\n").trim()),
+                        backtrace,
+                    )
+                }
                 None if !stderr.is_empty() => (
                     FailureKind::Panic,
                     format!("guest aborted; its stderr ends with: {stderr}"),
