@@ -128,7 +128,8 @@ fn panic_is_an_error_carrying_the_panic_message() {
         "{err}"
     );
     assert!(
-        err.message.starts_with("guest panicked at hostile/src/lib.rs:"),
+        err.message
+            .starts_with("guest panicked at hostile/src/lib.rs:"),
         "{err}"
     );
     assert!(!err.message.contains("RUST_BACKTRACE"), "{err}");
