@@ -120,6 +120,39 @@ fn reading_host_files_is_denied() {
 }
 
 #[test]
+fn network_is_denied() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let engine = engine();
+    let mut v = hostile(&engine, "network", Limits::default());
+    let pair = PatchPair {
+        reference: "attack".to_string(),
+        candidate: port.to_string(),
+    };
+    let err = v.verify("net", &pair).unwrap_err();
+    assert_eq!(err.kind, FailureKind::GuestError, "{err}");
+    assert!(
+        err.message.starts_with(
+            "network denied: create-tcp-socket: ErrorCode { code: 1, name: \"access-denied\""
+        ),
+        "{err}"
+    );
+    // Name lookups are switched off too: the resolver fails for good.
+    assert!(
+        err.message
+            .contains("lookup: Err(ErrorCode { code: 20, name: \"permanent-resolver-failure\""),
+        "{err}"
+    );
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nothing connected to the listener"
+    );
+    assert_recovers(&engine, &mut v);
+}
+
+#[test]
 fn panic_is_an_error_carrying_the_panic_message() {
     let (err, mut v, engine) = run_attack("panic", Limits::default());
     assert_eq!(err.kind, FailureKind::Panic, "{err}");

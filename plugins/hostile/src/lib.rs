@@ -8,8 +8,9 @@ use std::cell::RefCell;
 use std::io::Write;
 
 wit_bindgen::generate!({
-    path: "../../wit/v0.1.0",
-    world: "verifier",
+    path: "wit",
+    world: "hostile",
+    generate_all,
 });
 
 use exports::sera::plugin::verify::{Guest, PatchPair, Verdict};
@@ -43,6 +44,37 @@ fn honest(pair: &PatchPair) -> Verdict {
     }
 }
 
+fn network(port: u16) -> Result<Verdict, String> {
+    use wasi::sockets::instance_network::instance_network;
+    use wasi::sockets::ip_name_lookup::resolve_addresses;
+    use wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    use wasi::sockets::tcp_create_socket::create_tcp_socket;
+
+    let net = instance_network();
+    let lookup = resolve_addresses(&net, "localhost").map(|_| ());
+    let socket = create_tcp_socket(IpAddressFamily::Ipv4)
+        .map_err(|e| format!("network denied: create-tcp-socket: {e:?}; lookup: {lookup:?}"))?;
+    let address = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port,
+        address: (127, 0, 0, 1),
+    });
+    socket
+        .start_connect(&net, address)
+        .map_err(|e| format!("network denied: start-connect: {e:?}; lookup: {lookup:?}"))?;
+    socket.subscribe().block();
+    match socket.finish_connect() {
+        Ok(_) => Ok(Verdict {
+            score: Some(1.0),
+            matched: 0,
+            total: 0,
+            detail: format!("connected to 127.0.0.1:{port}"),
+        }),
+        Err(e) => Err(format!(
+            "network denied: finish-connect: {e:?}; lookup: {lookup:?}"
+        )),
+    }
+}
+
 fn attack(pair: &PatchPair) -> Result<Verdict, String> {
     if !pair.reference.starts_with("attack") {
         return Ok(honest(pair));
@@ -69,6 +101,8 @@ fn attack(pair: &PatchPair) -> Result<Verdict, String> {
         "read-dotdot" => read("../Cargo.toml"),
         "read-parent-of-root" => read("/../etc/passwd"),
         "panic" => panic!("hostile verifier panicked on purpose"),
+        // Look up a name and connect to the loopback port given as the candidate patch.
+        "network" => network(pair.candidate.trim().parse().unwrap_or(1)),
         // 100 MB to stdout, then a normal answer.
         "stdout-flood" => {
             // 1 KiB lines, so stdout's line buffering finds a newline at once and passes the
