@@ -140,15 +140,18 @@ impl Verifier {
         }
     }
 
+    /// A sandboxed store with this verifier's limits and a full tank of fuel.
+    fn new_store(&self) -> wasmtime::Result<Store<StoreState>> {
+        let mut store = Store::new(self.pre.engine(), StoreState::new(&self.limits, None)?);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(self.limits.fuel_per_call)?;
+        Ok(store)
+    }
+
     /// Creates and drops one instance without calling into it: the cost a trap adds to the
     /// next item. Public for the benchmark.
     pub fn instantiate_once(&self) -> Result<()> {
-        let state = StoreState::new(&self.limits, None).map_err(anyhow::Error::from)?;
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store
-            .set_fuel(self.limits.fuel_per_call)
-            .map_err(anyhow::Error::from)?;
+        let mut store = self.new_store().map_err(anyhow::Error::from)?;
         self.pre
             .instantiate(&mut store)
             .map_err(anyhow::Error::from)?;
@@ -157,14 +160,11 @@ impl Verifier {
 
     fn ensure_live(&mut self, item: &str) -> Result<&mut Live, PluginFailure> {
         if self.live.is_none() {
-            let state = StoreState::new(&self.limits, None).map_err(|e| {
+            let mut store = self.new_store().map_err(|e| {
                 self.failure(item, FailureKind::Instantiate, format!("{e:#}"), None)
             })?;
-            let mut store = Store::new(self.pre.engine(), state);
-            store.limiter(|s| &mut s.limiter);
             self.instantiations += 1;
             let fuel = self.limits.fuel_per_call;
-            let _ = store.set_fuel(fuel);
             let bindings = match self.pre.instantiate(&mut store) {
                 Ok(b) => b,
                 Err(e) => {
@@ -266,7 +266,17 @@ impl Verifier {
         let fuel = self.limits.fuel_per_call.saturating_mul(pairs.len() as u64);
         let live = match self.ensure_live(&items[0]) {
             Ok(live) => live,
-            Err(f) => return pairs.iter().map(|_| Err(f.clone())).collect(),
+            Err(f) => {
+                return items
+                    .iter()
+                    .map(|item| {
+                        Err(PluginFailure {
+                            item: item.clone(),
+                            ..f.clone()
+                        })
+                    })
+                    .collect()
+            }
         };
         let _ = live.store.set_fuel(fuel);
         let result = live
