@@ -5,5 +5,6 @@
 //! WebAssembly components run sandboxed by wasmtime.
 
 pub mod cli;
+pub mod corpus;
 pub mod patch_file;
 pub mod plugin;

@@ -52,7 +52,7 @@ impl PluginEngine {
 
     /// An engine caching in the default directory (see [`CompileCache::default_dir`]).
     pub fn with_default_cache() -> Result<Self> {
-        Self::new(CompileCache::default_dir())
+        Self::new(super::cache::default_dir().map(|d| d.join("modules")))
     }
 
     pub fn engine(&self) -> &Engine {

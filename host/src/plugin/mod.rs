@@ -12,6 +12,7 @@ mod source;
 mod state;
 mod verifier;
 
+pub use cache::default_dir as default_cache_dir;
 pub use engine::{LoadedPlugin, PluginEngine};
 pub use failure::{FailureKind, PluginFailure};
 pub use inspect::{inspect, Inspection, WorldKind};

@@ -8,7 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::patch_file::read_patch;
+
+mod corpus;
 use crate::plugin::{inspect, Limits, PatchPair, PluginEngine, PluginSource, Verifier};
+use corpus::CorpusArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,6 +31,8 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// The corpus: repository snapshots and their Python function index.
+    Corpus(CorpusArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +129,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Verify(args) => verify(args),
+        Command::Corpus(args) => corpus::run(args),
         Command::Plugin(PluginCommand::Inspect {
             plugin,
             json,

@@ -1,0 +1,254 @@
+//! `sera-host corpus ...`
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use crate::corpus::{ingest, Corpus, IngestOptions, Source, MODE_SYMLINK};
+
+#[derive(Args, Debug)]
+pub struct CorpusArgs {
+    /// The corpus file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "corpus.sqlite",
+        env = "SERA_HOST_CORPUS"
+    )]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: CorpusCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CorpusCommand {
+    /// Store a source and print its snapshot id: DIR, REPO@REV (the committed tree), an archive
+    /// (.tar.gz, .tar.bz2, .zip) or pip:NAME==VERSION (its sdist, via pip download).
+    Ingest {
+        source: String,
+        /// Name of the source (default: the directory, repository, archive or package name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Skip files larger than this many bytes.
+        #[arg(long, default_value_t = 2 << 20, value_name = "BYTES")]
+        max_file_size: u64,
+        /// Leave out paths matching this gitignore-style glob (directory sources; repeatable).
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the ingested sources.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the files of a snapshot (an id, a 6+ digit id prefix, or a source name).
+    Show {
+        snapshot: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one file of a snapshot.
+    Cat { snapshot: String, path: String },
+    /// Write a snapshot's files into a directory, byte for byte, modes and symlinks kept.
+    Export { snapshot: String, dir: PathBuf },
+    /// List the Python functions of a snapshot.
+    Functions {
+        snapshot: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every blob and snapshot; exit 1 if anything is corrupt.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Blobs, raw and stored bytes, snapshots.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn run(args: CorpusArgs) -> Result<ExitCode> {
+    let db = &args.db;
+    match args.command {
+        CorpusCommand::Ingest {
+            source,
+            name,
+            max_file_size,
+            exclude,
+            json,
+        } => {
+            let source = Source::parse(&source)?;
+            let corpus = Corpus::open(db)?;
+            let opts = IngestOptions {
+                name,
+                max_file_size,
+                exclude,
+                ..IngestOptions::default()
+            };
+            let report = ingest(&corpus, &source, &opts)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!("{}", report.snapshot);
+                let s = &report.skipped;
+                eprintln!(
+                    "{}: {} files, {} bytes; {} new blobs ({} bytes stored); {} Python files parsed; skipped {} too large, {} binary, {} non-UTF-8 paths, {} unsafe paths, {} special, {} unreadable{}",
+                    report.name,
+                    report.files,
+                    report.raw_bytes,
+                    report.new_blobs,
+                    report.new_stored_bytes,
+                    report.python_files_parsed,
+                    s.too_large,
+                    s.binary,
+                    s.non_utf8_path,
+                    s.unsafe_path,
+                    s.special,
+                    s.unreadable,
+                    if report.existing_snapshot { " (snapshot already in the corpus)" } else { "" }
+                );
+                for example in &s.examples {
+                    eprintln!("  skipped: {example}");
+                }
+            }
+        }
+        CorpusCommand::Ls { json } => {
+            let sources = Corpus::open_existing(db)?.sources()?;
+            if json {
+                print_json(&sources)?;
+            } else {
+                for s in sources {
+                    println!(
+                        "{}  {}  {}  {}",
+                        &s.snapshot[..16],
+                        s.ingested_at,
+                        s.name,
+                        s.origin
+                    );
+                }
+            }
+        }
+        CorpusCommand::Show { snapshot, json } => {
+            let corpus = Corpus::open_existing(db)?;
+            let id = corpus.resolve_snapshot(&snapshot)?;
+            let entries = corpus.entries(&id)?;
+            if json {
+                print_json(&serde_json::json!({ "snapshot": id, "entries": entries }))?;
+            } else {
+                println!("snapshot {id}, {} files", entries.len());
+                for e in entries {
+                    println!("{:06o} {} {}", e.mode, &e.blob[..16], e.path);
+                }
+            }
+        }
+        CorpusCommand::Cat { snapshot, path } => {
+            let corpus = Corpus::open_existing(db)?;
+            let id = corpus.resolve_snapshot(&snapshot)?;
+            let (mode, bytes) = corpus.cat(&id, &path)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            if mode == MODE_SYMLINK {
+                writeln!(out)?;
+            }
+        }
+        CorpusCommand::Export { snapshot, dir } => {
+            let corpus = Corpus::open_existing(db)?;
+            let id = corpus.resolve_snapshot(&snapshot)?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
+            let n = corpus.export(&id, &dir)?;
+            eprintln!("wrote {n} files of {id} to {}", dir.display());
+        }
+        CorpusCommand::Functions { snapshot, json } => {
+            let corpus = Corpus::open_existing(db)?;
+            let id = corpus.resolve_snapshot(&snapshot)?;
+            let functions = corpus.functions(&id)?;
+            let failures = corpus.parse_failures(&id)?;
+            if json {
+                let failures: Vec<_> = failures
+                    .iter()
+                    .map(|(path, error)| serde_json::json!({ "path": path, "error": error }))
+                    .collect();
+                print_json(
+                    &serde_json::json!({ "snapshot": id, "functions": functions, "parse_failures": failures }),
+                )?;
+            } else {
+                for f in &functions {
+                    let mut flags = Vec::new();
+                    if f.is_async {
+                        flags.push("async")
+                    }
+                    if f.is_method {
+                        flags.push("method")
+                    }
+                    if f.in_tests {
+                        flags.push("tests")
+                    }
+                    println!(
+                        "{}:{}-{}  {}  [{}]",
+                        f.path,
+                        f.start_line,
+                        f.end_line,
+                        f.qualname,
+                        flags.join(",")
+                    );
+                }
+                for (path, error) in &failures {
+                    eprintln!("not parsed: {path}: {error}");
+                }
+            }
+        }
+        CorpusCommand::Verify { json } => {
+            let report = Corpus::open_existing(db)?.verify()?;
+            let bad = !report.corrupt_blobs.is_empty() || !report.corrupt_snapshots.is_empty();
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "checked {} blobs and {} snapshots",
+                    report.blobs_checked, report.snapshots_checked
+                );
+                for b in &report.corrupt_blobs {
+                    println!("corrupt blob {b}");
+                }
+                for s in &report.corrupt_snapshots {
+                    println!("corrupt snapshot {s}");
+                }
+            }
+            if bad {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        CorpusCommand::Stats { json } => {
+            let stats = Corpus::open_existing(db)?.stats()?;
+            if json {
+                print_json(&stats)?;
+            } else {
+                let ratio = stats.raw_bytes as f64 / stats.stored_bytes.max(1) as f64;
+                println!("blobs:        {}", stats.blobs);
+                println!("raw bytes:    {}", stats.raw_bytes);
+                println!(
+                    "stored bytes: {} (compression {ratio:.2}x)",
+                    stats.stored_bytes
+                );
+                println!("snapshots:    {}", stats.snapshots);
+                println!("sources:      {}", stats.sources);
+                println!("python files: {}", stats.python_files);
+                println!("functions:    {}", stats.functions);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

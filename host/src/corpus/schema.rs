@@ -1,0 +1,86 @@
+//! The corpus schema and its migrations. `PRAGMA user_version` is the number of migrations
+//! applied; `PRAGMA application_id` marks the file as a sera corpus.
+
+use anyhow::{bail, Context, Result};
+use rusqlite::Connection;
+
+/// "SERA" in ASCII.
+pub const APPLICATION_ID: i64 = 0x5345_5241;
+
+/// Each entry moves the schema one version up. Never edit a released migration: add one.
+/// Later issues add teacher exchanges, trajectories, patches, verdicts, runs and shards here.
+const MIGRATIONS: &[&str] = &[
+    // 1: repositories.
+    "CREATE TABLE blobs (
+        id TEXT PRIMARY KEY,          -- sha256 of the raw bytes, hex
+        raw_size INTEGER NOT NULL,
+        data BLOB NOT NULL            -- zstd-compressed raw bytes
+    ) WITHOUT ROWID;
+    CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,          -- sha256 of the canonical tree listing
+        files INTEGER NOT NULL,
+        raw_bytes INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE snapshot_entries (
+        snapshot TEXT NOT NULL REFERENCES snapshots(id),
+        path TEXT NOT NULL,
+        mode INTEGER NOT NULL,        -- 0o100644, 0o100755 or 0o120000 (symlink; blob = target)
+        blob TEXT NOT NULL REFERENCES blobs(id),
+        PRIMARY KEY (snapshot, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE sources (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        origin TEXT NOT NULL,         -- what was ingested: a path, path@rev, an archive, pip:N==V
+        revision TEXT,                -- the git commit, when there is one
+        snapshot TEXT NOT NULL REFERENCES snapshots(id),
+        ingested_at TEXT NOT NULL,
+        skipped TEXT NOT NULL         -- JSON: files left out, by reason
+    );
+    CREATE INDEX sources_by_name ON sources(name);
+    -- The Python index is keyed by blob: content-addressed like everything else, so a file
+    -- seen in any earlier snapshot is never parsed again. Path-dependent flags (in a tests
+    -- path) are derived from the snapshot's paths when queried.
+    CREATE TABLE python_files (
+        blob TEXT PRIMARY KEY REFERENCES blobs(id),
+        functions INTEGER NOT NULL,
+        error TEXT                    -- why the file does not parse; NULL when it does
+    ) WITHOUT ROWID;
+    CREATE TABLE functions (
+        blob TEXT NOT NULL REFERENCES blobs(id),
+        qualname TEXT NOT NULL,
+        start_line INTEGER NOT NULL,
+        end_line INTEGER NOT NULL,
+        body_sha256 TEXT NOT NULL,
+        is_async INTEGER NOT NULL,
+        is_method INTEGER NOT NULL,
+        PRIMARY KEY (blob, start_line, qualname)
+    ) WITHOUT ROWID;",
+];
+
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Creates the schema in an empty database or brings an older corpus up to date. Refuses a
+/// database that belongs to something else, or one written by a newer sera-host.
+pub fn migrate(conn: &mut Connection, shown: &str) -> Result<()> {
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .with_context(|| format!("{shown}: not a sera corpus (not an SQLite database)"))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    if app != APPLICATION_ID && (tables > 0 || version != 0) {
+        bail!("{shown}: not a sera corpus (an SQLite database of something else: application_id {app:#x}, {tables} schema objects)");
+    }
+    if version > VERSION {
+        bail!("{shown}: corpus schema version {version} is newer than this sera-host understands ({VERSION}); upgrade sera-host");
+    }
+    let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)
+            .with_context(|| format!("{shown}: migration to schema version {}", i + 1))?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
