@@ -30,6 +30,12 @@ fn ok(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
+/// Exit status 2 (bad input) and `expected` in the error message.
+fn assert_fails(o: Output, expected: &str) {
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -229,15 +235,7 @@ fn git_revisions_read_the_committed_tree() {
     let first = repo.git(&["rev-parse", "HEAD"]).trim().to_string();
     repo.write("pkg/new.py", "def added():\n    return 1\n");
     repo.git(&["add", "-A"]);
-    repo.git(&[
-        "-c",
-        "user.email=t@t",
-        "-c",
-        "user.name=t",
-        "commit",
-        "-qm",
-        "second",
-    ]);
+    repo.commit("second");
     // Uncommitted work must not leak into a revision's snapshot.
     repo.write("README", "dirty work tree\n");
     repo.write("untracked.py", "x = 1\n");
@@ -299,12 +297,7 @@ fn git_revisions_read_the_committed_tree() {
     assert_eq!(d.trim(), b["snapshot"].as_str().unwrap());
 
     let bad = sera(&["corpus", "ingest", &spec("no-such-branch"), "--db", db_s]);
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(
-        stderr(&bad).contains("unknown revision \"no-such-branch\""),
-        "{}",
-        stderr(&bad)
-    );
+    assert_fails(bad, "unknown revision \"no-such-branch\"");
 }
 
 #[test]
@@ -460,22 +453,12 @@ fn bad_inputs_give_clear_errors() {
     let db = dir.path().join("c.sqlite");
     let db_s = db.to_str().unwrap();
     let missing = sera(&["corpus", "ingest", "/no/such/dir", "--db", db_s]);
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(
-        stderr(&missing).contains("/no/such/dir: no such file or directory"),
-        "{}",
-        stderr(&missing)
-    );
+    assert_fails(missing, "/no/such/dir: no such file or directory");
 
     let corrupt = dir.path().join("broken.tar.gz");
     std::fs::write(&corrupt, b"\x1f\x8b\x08\x00garbage that is not gzip").unwrap();
     let out = sera(&["corpus", "ingest", corrupt.to_str().unwrap(), "--db", db_s]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("broken.tar.gz: corrupt archive"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(out, "broken.tar.gz: corrupt archive");
 
     let text = dir.path().join("notes.sqlite");
     std::fs::write(
@@ -484,22 +467,14 @@ fn bad_inputs_give_clear_errors() {
     )
     .unwrap();
     let out = sera(&["corpus", "stats", "--db", text.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("notes.sqlite: not a sera corpus"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(out, "notes.sqlite: not a sera corpus");
 
     let other = dir.path().join("other.sqlite");
     rusqlite_free_sqlite(&other);
     let out = sera(&["corpus", "stats", "--db", other.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out)
-            .contains("other.sqlite: not a sera corpus (an SQLite database of something else"),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        out,
+        "other.sqlite: not a sera corpus (an SQLite database of something else",
     );
 
     let out = sera(&[

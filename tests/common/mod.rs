@@ -71,15 +71,7 @@ impl GitRepo {
             repo.write(name, text);
         }
         repo.git(&["add", "-A"]);
-        repo.git(&[
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "user.name=t",
-            "commit",
-            "-qm",
-            "base",
-        ]);
+        repo.commit("base");
         repo
     }
 
@@ -99,6 +91,19 @@ impl GitRepo {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Commits everything staged, with a fixed author.
+    pub fn commit(&self, message: &str) {
+        self.git(&[
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-qm",
+            message,
+        ]);
     }
 
     pub fn write(&self, name: &str, text: &str) {
