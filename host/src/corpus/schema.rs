@@ -74,6 +74,10 @@ pub fn migrate(conn: &mut Connection, shown: &str) -> Result<()> {
     if version > VERSION {
         bail!("{shown}: corpus schema version {version} is newer than this sera-host understands ({VERSION}); upgrade sera-host");
     }
+    if version == VERSION {
+        // Up to date: opening must not write, so readers never wait for an ingest's lock.
+        return Ok(());
+    }
     let tx = conn.transaction()?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)
