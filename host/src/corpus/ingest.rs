@@ -10,7 +10,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::tree::{
-    check_path, is_binary, snapshot_id, Entry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK,
+    check_path, file_mode, is_binary, snapshot_id, Entry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK,
 };
 use super::Corpus;
 
@@ -422,11 +422,7 @@ fn ingest_dir(ing: &mut Ingester, root: &Path, exclude: &[String]) -> Result<()>
             let meta = entry
                 .metadata()
                 .with_context(|| format!("{}: cannot stat", entry.path().display()))?;
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                MODE_EXECUTABLE
-            } else {
-                MODE_FILE
-            };
+            let mode = file_mode(meta.permissions().mode());
             if ing.too_large(meta.len(), mode) {
                 continue;
             }
@@ -577,10 +573,8 @@ fn ingest_archive(ing: &mut Ingester, path: &Path) -> Result<()> {
                 let unix = file.unix_mode().unwrap_or(0o644);
                 let mode = if unix & 0o170000 == 0o120000 {
                     MODE_SYMLINK
-                } else if unix & 0o111 != 0 {
-                    MODE_EXECUTABLE
                 } else {
-                    MODE_FILE
+                    file_mode(unix)
                 };
                 if ing.too_large(file.size(), mode) {
                     continue;
@@ -633,11 +627,7 @@ fn ingest_archive(ing: &mut Ingester, path: &Path) -> Result<()> {
                         .unwrap_or_default();
                     ing.add(&rel, MODE_SYMLINK, &target)?;
                 } else if kind.is_file() {
-                    let mode = if header.mode().unwrap_or(0o644) & 0o111 != 0 {
-                        MODE_EXECUTABLE
-                    } else {
-                        MODE_FILE
-                    };
+                    let mode = file_mode(header.mode().unwrap_or(0o644));
                     if ing.too_large(entry.size(), mode) {
                         continue;
                     }

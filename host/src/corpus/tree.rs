@@ -41,6 +41,16 @@ pub fn check_path(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// The stored mode of a regular file with Unix permission bits `perm`: executable if anyone
+/// may execute it, as git records it.
+pub fn file_mode(perm: u32) -> u32 {
+    if perm & 0o111 != 0 {
+        MODE_EXECUTABLE
+    } else {
+        MODE_FILE
+    }
+}
+
 /// Git's heuristic: a NUL byte in the first 8000 bytes makes a file binary.
 pub fn is_binary(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(8000)].contains(&0)
