@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use sera_host::corpus::{ingest, Corpus, IngestOptions, Source};
 
+// The allocator of the sera-host binary, so the numbers are the CLI's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -59,6 +59,15 @@ pub enum CorpusCommand {
     /// List the Python functions of a snapshot.
     Functions {
         snapshot: String,
+        /// Only files under this path prefix (e.g. `src/pkg/`).
+        #[arg(long, value_name = "PREFIX")]
+        path: Option<String>,
+        /// Leave out functions in tests paths (`tests/`, `test_*.py`, `conftest.py`, ...).
+        #[arg(long)]
+        no_tests: bool,
+        /// Only functions of at least N lines.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        min_lines: u32,
         #[arg(long)]
         json: bool,
     },
@@ -171,11 +180,22 @@ pub fn run(args: CorpusArgs) -> Result<ExitCode> {
             let n = corpus.export(&id, &dir)?;
             eprintln!("wrote {n} files of {id} to {}", dir.display());
         }
-        CorpusCommand::Functions { snapshot, json } => {
+        CorpusCommand::Functions {
+            snapshot,
+            path,
+            no_tests,
+            min_lines,
+            json,
+        } => {
             let corpus = Corpus::open_existing(db)?;
             let id = corpus.resolve_snapshot(&snapshot)?;
-            let functions = corpus.functions(&id)?;
-            let failures = corpus.parse_failures(&id)?;
+            let under = |p: &str| path.as_deref().is_none_or(|prefix| p.starts_with(prefix));
+            let mut functions = corpus.functions(&id)?;
+            functions.retain(|f| {
+                under(&f.path) && !(no_tests && f.in_tests) && f.line_count >= min_lines
+            });
+            let mut failures = corpus.parse_failures(&id)?;
+            failures.retain(|(p, _)| under(p));
             if json {
                 let failures: Vec<_> = failures
                     .iter()

@@ -610,9 +610,16 @@ fn ingest_archive(ing: &mut Ingester, path: &Path) -> Result<()> {
             {
                 let mut entry = entry.with_context(|| format!("{shown}: corrupt archive"))?;
                 let raw = entry.path_bytes().into_owned();
-                let Ok(name) = String::from_utf8(raw) else {
-                    ing.skipped.non_utf8_path += 1;
-                    continue;
+                let name = match String::from_utf8(raw) {
+                    Ok(name) => name,
+                    Err(e) => {
+                        ing.skipped.non_utf8_path += 1;
+                        ing.skipped.example(format!(
+                            "non-UTF-8 path: {}",
+                            String::from_utf8_lossy(e.as_bytes())
+                        ));
+                        continue;
+                    }
                 };
                 let rel = name.strip_prefix(&strip).unwrap_or(&name).to_string();
                 let header = entry.header();
