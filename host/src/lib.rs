@@ -8,3 +8,5 @@ pub mod cli;
 pub mod corpus;
 pub mod patch_file;
 pub mod plugin;
+pub mod rollout;
+pub mod teacher;

@@ -10,8 +10,10 @@ use serde_json::json;
 use crate::patch_file::read_patch;
 
 mod corpus;
+mod rollout;
 use crate::plugin::{inspect, Limits, PatchPair, PluginEngine, PluginSource, Verifier};
 use corpus::CorpusArgs;
+use rollout::RolloutArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +35,8 @@ enum Command {
     Plugin(PluginCommand),
     /// The corpus: repository snapshots and their Python function index.
     Corpus(CorpusArgs),
+    /// One agent rollout on a function of a stored snapshot; the trajectory goes into the corpus.
+    Rollout(Box<RolloutArgs>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +134,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Verify(args) => verify(args),
         Command::Corpus(args) => corpus::run(args),
+        Command::Rollout(args) => rollout::run(*args),
         Command::Plugin(PluginCommand::Inspect {
             plugin,
             json,

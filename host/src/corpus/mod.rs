@@ -6,6 +6,7 @@
 //! ingest commits its blobs in batches and its snapshot in one final transaction, so a crash
 //! leaves at most unreferenced blobs, which `verify` accepts and a rerun reuses.
 
+mod exchanges;
 mod functions;
 mod ingest;
 mod schema;
@@ -19,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use exchanges::{Exchange, RolloutRow};
 pub use functions::{index_python, PyFunction};
 pub use ingest::{ingest, IngestOptions, IngestReport, Skipped, Source};
 pub use tree::{check_path, snapshot_id, Entry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK};

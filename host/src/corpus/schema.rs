@@ -58,6 +58,35 @@ const MIGRATIONS: &[&str] = &[
         is_method INTEGER NOT NULL,
         PRIMARY KEY (blob, start_line, qualname)
     ) WITHOUT ROWID;",
+    // 2: teacher exchanges and rollouts. Requests and responses are blobs: a request's blob id
+    // is its canonical JSON's sha256, so the key of an exchange is also where its text is.
+    "CREATE TABLE exchanges (
+        request TEXT NOT NULL REFERENCES blobs(id),   -- sha256 of the canonical request
+        sample INTEGER NOT NULL,                      -- which of several identical requests
+        response TEXT NOT NULL REFERENCES blobs(id),  -- the response body as received
+        teacher TEXT NOT NULL,                        -- the endpoint that answered
+        model TEXT NOT NULL,
+        latency_ms INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (request, sample)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY,            -- sha256 of the rollout's inputs
+        snapshot TEXT NOT NULL REFERENCES snapshots(id),
+        function TEXT NOT NULL,         -- PATH::QUALNAME
+        teacher TEXT NOT NULL,
+        model TEXT NOT NULL,
+        sample INTEGER NOT NULL,
+        outcome TEXT NOT NULL,          -- submitted, step-limit, token-budget, teacher-error, tools-error
+        reason TEXT,                    -- what ended it, when not a submit
+        steps INTEGER NOT NULL,
+        trajectory TEXT NOT NULL REFERENCES blobs(id),  -- JSON
+        patch TEXT NOT NULL REFERENCES blobs(id),
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX rollouts_by_snapshot ON rollouts(snapshot);",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

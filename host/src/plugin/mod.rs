@@ -10,6 +10,7 @@ mod limits;
 mod output;
 mod source;
 mod state;
+mod tools;
 mod verifier;
 
 pub use cache::default_dir as default_cache_dir;
@@ -19,4 +20,5 @@ pub use inspect::{inspect, Inspection, WorldKind};
 pub use limits::Limits;
 pub use output::LogEntry;
 pub use source::{PluginSource, BUILTINS};
+pub use tools::{ToolSession, ToolSpec, ToolsPlugin};
 pub use verifier::{PatchPair, Verdict, Verifier};

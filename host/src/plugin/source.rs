@@ -7,10 +7,16 @@ use anyhow::{bail, Context, Result};
 
 /// Default plugins, built reproducibly by `plugins/build.sh` and committed in `plugins/dist/`,
 /// so a user needs no wasm toolchain.
-pub const BUILTINS: &[(&str, &[u8])] = &[(
-    "line-recall",
-    include_bytes!("../../../plugins/dist/line-recall.wasm"),
-)];
+pub const BUILTINS: &[(&str, &[u8])] = &[
+    (
+        "line-recall",
+        include_bytes!("../../../plugins/dist/line-recall.wasm"),
+    ),
+    (
+        "swe-tools",
+        include_bytes!("../../../plugins/dist/swe-tools.wasm"),
+    ),
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PluginSource {

@@ -1,0 +1,237 @@
+//! Teachers: where an agent's next message comes from. An OpenAI-compatible HTTP endpoint
+//! (vLLM, SGLang, a hosted API), the corpus's recordings of one, or the scripted test double.
+
+mod openai;
+mod record;
+pub mod scripted;
+pub mod serve;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use openai::{OpenAiTeacher, RetryPolicy};
+pub use record::{RecordingTeacher, ReplayTeacher};
+pub use scripted::ScriptedTeacher;
+
+use crate::rollout::trajectory::{FunctionCall, Message, Role, ToolCall, Usage};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An OpenAI chat-completions request. Its canonical JSON (keys sorted, no spaces) is both
+/// what is sent and what its recording is keyed by.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Server-specific fields (`chat_template_kwargs`, `top_k`, ...), sent as given.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// The request body: canonical JSON.
+    pub fn canonical(&self) -> Vec<u8> {
+        let value = serde_json::to_value(self).expect("a request is always JSON");
+        canonical_json(&value).into_bytes()
+    }
+
+    pub fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical()))
+    }
+}
+
+/// JSON with object keys sorted at every level and no insignificant whitespace.
+pub fn canonical_json(value: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sorted(value)).expect("JSON values serialise")
+}
+
+/// One answer of a teacher.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub message: Message,
+    pub finish_reason: String,
+    pub usage: Usage,
+    /// Wall time of the exchange that produced it (the recorded one, on replay).
+    pub latency_ms: u64,
+    pub request_sha256: String,
+    pub sample: u32,
+    /// The response body as received: what a recording stores.
+    pub raw_body: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TeacherError {
+    /// The server refused the request and would refuse it again (a 4xx such as a context
+    /// length error): the rollout ends with this reason; the run goes on.
+    Rejected { status: u16, message: String },
+    /// Retries ran out on transient failures (5xx, 429, timeouts, dropped connections,
+    /// malformed bodies).
+    Unavailable { attempts: u32, last: String },
+    /// Replay: nothing is recorded for this request.
+    NotRecorded { request_sha256: String, sample: u32 },
+    /// The corpus could not store or read an exchange.
+    Storage(String),
+}
+
+impl std::fmt::Display for TeacherError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TeacherError::Rejected { status, message } => {
+                write!(f, "teacher rejected the request (HTTP {status}): {message}")
+            }
+            TeacherError::Unavailable { attempts, last } => {
+                write!(f, "teacher unavailable after {attempts} attempts: {last}")
+            }
+            TeacherError::NotRecorded {
+                request_sha256,
+                sample,
+            } => write!(
+                f,
+                "not recorded: request {request_sha256} sample {sample} is not in the corpus (replay never calls a live teacher)"
+            ),
+            TeacherError::Storage(m) => write!(f, "corpus: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for TeacherError {}
+
+/// Where completions come from. `sample` tells apart repeated identical requests (several
+/// rollouts of the same item): each is recorded and replayed separately.
+pub trait Teacher: Send + Sync {
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        sample: u32,
+    ) -> BoxFuture<'a, Result<Completion, TeacherError>>;
+
+    /// For summaries and rollout records: `scripted`, `replay`, the endpoint URL.
+    fn describe(&self) -> String;
+}
+
+/// Reads an OpenAI chat-completions response body. Tolerates what servers really send:
+/// `null` content, arguments as an object instead of a string, a missing `usage`, and
+/// vLLM's `finish_reason: "stop"` next to tool calls (the tool calls are what counts).
+pub fn parse_response(body: &[u8]) -> Result<(Message, String, Usage), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "response is not JSON ({e}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    })?;
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or("response has no choices[0]")?;
+    let msg = choice
+        .get("message")
+        .ok_or("response choices[0] has no message")?;
+    let text = |key: &str| msg.get(key).and_then(Value::as_str).map(str::to_string);
+    let mut tool_calls = Vec::new();
+    if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
+        for (i, call) in calls.iter().enumerate() {
+            let function = call
+                .get("function")
+                .ok_or_else(|| format!("tool_calls[{i}] has no function"))?;
+            let name = function
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("tool_calls[{i}].function has no name"))?;
+            let arguments = match function.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => "{}".to_string(),
+                Some(other) => canonical_json(other),
+            };
+            tool_calls.push(ToolCall {
+                id: call
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: name.to_string(),
+                    arguments,
+                },
+            });
+        }
+    }
+    let message = Message {
+        role: Role::Assistant,
+        content: text("content").unwrap_or_default(),
+        reasoning_content: text("reasoning_content").or_else(|| text("reasoning")),
+        tool_calls,
+        tool_call_id: None,
+    };
+    let finish_reason = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let usage = v
+        .get("usage")
+        .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+        .unwrap_or_default();
+    Ok((message, finish_reason, usage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vllm_stop_with_tool_calls_and_object_arguments() {
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":null,"reasoning_content":"think","tool_calls":[{"id":"c1","type":"function","function":{"name":"submit","arguments":{"b":1,"a":2}}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let (m, finish, usage) = parse_response(body).unwrap();
+        assert_eq!(m.content, "");
+        assert_eq!(m.reasoning_content.as_deref(), Some("think"));
+        assert_eq!(m.tool_calls[0].function.arguments, r#"{"a":2,"b":1}"#);
+        assert_eq!(finish, "stop");
+        assert_eq!(usage.total_tokens, 7);
+        assert!(parse_response(b"{\"choices\": [")
+            .unwrap_err()
+            .starts_with("response is not JSON"));
+    }
+
+    #[test]
+    fn canonical_requests_hash_alike_whatever_the_key_order() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":[{"k":1,"j":0}]}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"x":[{"j":0,"k":1}],"y":2},"b":1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":[{"j":0,"k":1}],"y":2},"b":1}"#
+        );
+    }
+}
