@@ -33,6 +33,6 @@ fi
 echo "bytes cannot match across toolchains; testing the rebuilt plugins instead"
 cp "$tmp"/dist/*.wasm "$here/dist/"
 cd "$root"
-cargo test --test line_recall --test hostile --test runtime --test cli
+cargo test --test line_recall --test hostile --test runtime --test cli --test rollout
 git -C "$root" checkout -- plugins/dist
 echo "rebuilt plugins pass the plugin tests; commit them with plugins/build.sh to update the record"

@@ -105,6 +105,7 @@ pub async fn execute(
         c.export(snapshot, dir.path())?;
         c.entries(snapshot)?
     };
+    super::patch::pin_mtimes(&base, dir.path())?;
     let id = rollout_id(snapshot, function, spec, tools, &teacher.describe());
     let mut session = super::agent::blocking(|| tools.open(&id, dir.path()))
         .map_err(|f| anyhow::anyhow!("{f}"))?;

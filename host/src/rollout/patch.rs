@@ -17,8 +17,28 @@ struct Side {
     bytes: Vec<u8>,
 }
 
-/// Every file and symlink under `dir`, as (path, mode, sha256) with `/`-separated paths.
-fn scan(dir: &Path) -> Result<BTreeMap<String, (u32, String)>> {
+/// The modification time every materialised file gets: a write by any tool moves it to now,
+/// so an unchanged file is known by its metadata alone and is not read again for the patch.
+const PINNED_MTIME: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Sets every regular file of `base` under `dir` to the pinned modification time.
+pub fn pin_mtimes(base: &[Entry], dir: &Path) -> Result<()> {
+    let when = std::time::UNIX_EPOCH + PINNED_MTIME;
+    for e in base.iter().filter(|e| e.mode != MODE_SYMLINK) {
+        let p = dir.join(&e.path);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.set_modified(when))
+            .with_context(|| format!("{}: cannot set its modification time", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Every file and symlink under `dir`, as (path, mode, sha256) with `/`-separated paths. A
+/// file of `base` whose modification time is still the pinned one keeps its blob id unread.
+fn scan(dir: &Path, base: &BTreeMap<&str, &Entry>) -> Result<BTreeMap<String, (u32, String)>> {
+    let pinned = std::time::UNIX_EPOCH + PINNED_MTIME;
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -38,12 +58,18 @@ fn scan(dir: &Path) -> Result<BTreeMap<String, (u32, String)>> {
                 let sha = hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes()));
                 out.insert(rel, (MODE_SYMLINK, sha));
             } else if meta.is_file() {
-                let bytes = std::fs::read(&path)?;
                 let mode = if meta.permissions().mode() & 0o111 != 0 {
                     MODE_EXECUTABLE
                 } else {
                     MODE_FILE
                 };
+                if let Some(e) = base.get(rel.as_str()) {
+                    if meta.modified().is_ok_and(|m| m == pinned) {
+                        out.insert(rel, (mode, e.blob.clone()));
+                        continue;
+                    }
+                }
+                let bytes = std::fs::read(&path)?;
                 out.insert(rel, (mode, hex::encode(Sha256::digest(&bytes))));
             }
         }
@@ -70,8 +96,8 @@ pub fn workspace_patch(
     dir: &Path,
     mut blob: impl FnMut(&str) -> Result<Vec<u8>>,
 ) -> Result<String> {
-    let now = scan(dir)?;
     let before: BTreeMap<&str, &Entry> = base.iter().map(|e| (e.path.as_str(), e)).collect();
+    let now = scan(dir, &before)?;
     let mut paths: Vec<&str> = before.keys().copied().collect();
     paths.extend(
         now.keys()
