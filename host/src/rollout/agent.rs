@@ -179,6 +179,9 @@ pub async fn run(
     let mut outcome = None;
     let mut reason = None;
     let mut patch = None;
+    // The last patch computed and whether a tool ran since: a confirming submit right after
+    // the review needs no second scan of the workspace.
+    let mut last_diff: Option<String> = None;
     while outcome.is_none() {
         if steps.len() as u32 >= spec.step_limit {
             outcome = Some(Outcome::StepLimit);
@@ -257,7 +260,11 @@ pub async fn run(
                     "The arguments of `{name}` are not a valid JSON object ({e}). Call the tool again with a JSON object as arguments."
                 )
             } else if name == "submit" {
-                let diff = workspace_patch(base, workspace, blob)?;
+                let diff = match last_diff.take() {
+                    Some(d) => d,
+                    None => workspace_patch(base, workspace, blob)?,
+                };
+                last_diff = Some(diff.clone());
                 if !reviewed {
                     reviewed = true;
                     let mut vars = spec.vars.clone();
@@ -274,6 +281,7 @@ pub async fn run(
                     shown
                 }
             } else {
+                last_diff = None;
                 match blocking(|| tools.call(item, name, &call.function.arguments)) {
                     Ok(Ok(text)) | Ok(Err(text)) => text,
                     Err(failure) => {

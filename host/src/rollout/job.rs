@@ -57,6 +57,14 @@ pub fn function_vars(f: &SnapshotFunction) -> BTreeMap<String, String> {
     ])
 }
 
+/// Where workspaces are made: `$SERA_HOST_WORKSPACES`, else the temp directory. A tmpfs
+/// (e.g. /dev/shm) makes materialising large snapshots several times faster than ext4.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::env::var_os("SERA_HOST_WORKSPACES")
+        .map(Into::into)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// The id of a rollout: sha256 over everything that decides it.
 pub fn rollout_id(
     snapshot: &str,
@@ -98,7 +106,7 @@ pub async fn execute(
 ) -> Result<Finished> {
     let dir = tempfile::Builder::new()
         .prefix("sera-rollout-")
-        .tempdir()
+        .tempdir_in(workspace_root())
         .context("cannot create the rollout's workspace")?;
     let base = {
         let c = corpus.lock().expect("corpus lock");

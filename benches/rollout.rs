@@ -1,0 +1,198 @@
+//! Rollout machinery costs, teacher latency excluded.
+//!
+//! 1. Host overhead per step on a ~2,000-file snapshot (the machine's CPython stdlib): the
+//!    scripted teacher in-process (no HTTP, no latency), so everything measured is the host:
+//!    requests built and hashed, tool calls through the WASM plugin, observations, the patch
+//!    scans at submit. Materialising the workspace is a per-rollout cost, reported apart.
+//! 2. Throughput against a loopback OpenAI endpoint answering after 100 ms, 256 rollouts in
+//!    flight over the real HTTP client: steps/s against the ideal 256 / 0.1 s.
+//!
+//! Run: `cargo bench -p sera-host --bench rollout`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sera_host::corpus::{ingest, Corpus, IngestOptions, Source};
+use sera_host::plugin::{Limits, PluginEngine, PluginSource, ToolsPlugin};
+use sera_host::rollout::job::{find_function, function_vars, workspace_root};
+use sera_host::rollout::patch::{pin_mtimes, workspace_patch};
+use sera_host::rollout::{run, Outcome, RolloutSpec};
+use sera_host::teacher::serve::LoopbackTeacher;
+use sera_host::teacher::{OpenAiTeacher, RetryPolicy, ScriptedTeacher, Teacher};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn stdlib() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, textwrap; print(os.path.dirname(textwrap.__file__))",
+        ])
+        .output()
+        .expect("python3");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = Corpus::open(&dir.path().join("bench.sqlite")).unwrap();
+    let opts = IngestOptions {
+        exclude: vec!["site-packages".into(), "__pycache__".into()],
+        ..IngestOptions::default()
+    };
+    let big = ingest(&corpus, &Source::Dir(stdlib()), &opts).unwrap();
+    let small = ingest(
+        &corpus,
+        &Source::Dir(stdlib().join("email")),
+        &IngestOptions::default(),
+    )
+    .unwrap();
+    let corpus = Arc::new(Mutex::new(corpus));
+    let engine = PluginEngine::with_default_cache().unwrap();
+    let loaded = engine
+        .load(&PluginSource::parse("builtin:swe-tools").unwrap())
+        .unwrap();
+    let tools = ToolsPlugin::new(&engine, &loaded, "{}", Limits::default()).unwrap();
+
+    // 1. Host overhead per step (SERA_BENCH_SKIP_STEPS=1 skips it, to profile part 2 alone).
+    let skip_steps = std::env::var_os("SERA_BENCH_SKIP_STEPS").is_some();
+    let f = find_function(
+        &corpus.lock().unwrap(),
+        &big.snapshot,
+        "TextWrapper._wrap_chunks",
+        None,
+    )
+    .unwrap();
+    let spec = RolloutSpec::new("scripted", function_vars(&f));
+    let rounds = if skip_steps { 0 } else { 20 };
+    let (mut materialise, mut host, mut steps) = (Duration::ZERO, Duration::ZERO, 0u32);
+    let mut scan = Duration::ZERO;
+    for _ in 0..rounds {
+        let ws = tempfile::tempdir_in(workspace_root()).unwrap();
+        let t = Instant::now();
+        let base = {
+            let c = corpus.lock().unwrap();
+            c.export(&big.snapshot, ws.path()).unwrap();
+            c.entries(&big.snapshot).unwrap()
+        };
+        pin_mtimes(&base, ws.path()).unwrap();
+        let mut session = tools.open("bench", ws.path()).unwrap();
+        materialise += t.elapsed();
+        let blob = |b: &str| corpus.lock().unwrap().blob(b);
+        let t = Instant::now();
+        assert_eq!(workspace_patch(&base, ws.path(), blob).unwrap(), "");
+        scan += t.elapsed();
+        let r = rt
+            .block_on(run(
+                &spec,
+                &ScriptedTeacher,
+                &mut session,
+                "bench",
+                ws.path(),
+                &base,
+                &blob,
+            ))
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Submitted);
+        host += r.host_time;
+        steps += r.steps;
+    }
+    println!(
+        "snapshot: {} files, {:.1} MB; {rounds} scripted rollouts, {steps} steps",
+        big.files,
+        big.raw_bytes as f64 / 1e6
+    );
+    println!(
+        "host overhead per step:        {:.3} ms (target <= 0.5 ms)",
+        host.as_secs_f64() * 1e3 / f64::from(steps)
+    );
+    println!(
+        "patch scan of the workspace:   {:.2} ms (done at each submit)",
+        scan.as_secs_f64() * 1e3 / f64::from(rounds)
+    );
+    println!(
+        "workspaces in {}; materialise per rollout:       {:.1} ms (export, pin times, tools instance)",
+        workspace_root().display(),
+        materialise.as_secs_f64() * 1e3 / f64::from(rounds)
+    );
+
+    // 2. 256 rollouts in flight against a 100 ms loopback teacher.
+    let in_flight = 256;
+    let latency = Duration::from_millis(100);
+    let f = find_function(&corpus.lock().unwrap(), &small.snapshot, "formataddr", None).unwrap();
+    let spec = Arc::new(RolloutSpec::new("scripted", function_vars(&f)));
+    let (server, teacher) = rt.block_on(async {
+        let server = LoopbackTeacher::start(Vec::new(), latency).await.unwrap();
+        let retry = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let t = OpenAiTeacher::new(
+            &server.url(),
+            None,
+            in_flight,
+            Duration::from_secs(60),
+            retry,
+        )
+        .unwrap();
+        (server, Arc::new(t))
+    });
+    let mut jobs = Vec::new();
+    for _ in 0..in_flight {
+        let ws = tempfile::tempdir_in(workspace_root()).unwrap();
+        let base = {
+            let c = corpus.lock().unwrap();
+            c.export(&small.snapshot, ws.path()).unwrap();
+            c.entries(&small.snapshot).unwrap()
+        };
+        pin_mtimes(&base, ws.path()).unwrap();
+        let session = tools.open("bench", ws.path()).unwrap();
+        jobs.push((ws, base, session));
+    }
+    let t = Instant::now();
+    let total_steps: u32 = rt.block_on(async {
+        let mut handles = Vec::new();
+        for (ws, base, mut session) in jobs {
+            let (teacher, spec, corpus) = (teacher.clone(), spec.clone(), corpus.clone());
+            handles.push(tokio::spawn(async move {
+                let blob = |b: &str| corpus.lock().unwrap().blob(b);
+                let teacher: &dyn Teacher = teacher.as_ref();
+                let r = run(
+                    &spec,
+                    teacher,
+                    &mut session,
+                    "bench",
+                    ws.path(),
+                    &base,
+                    &blob,
+                )
+                .await
+                .unwrap();
+                assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
+                r.steps
+            }));
+        }
+        let mut n = 0;
+        for h in handles {
+            n += h.await.unwrap();
+        }
+        n
+    });
+    let wall = t.elapsed().as_secs_f64();
+    let per_rollout = total_steps as f64 / in_flight as f64;
+    let ideal = in_flight as f64 / latency.as_secs_f64();
+    let got = total_steps as f64 / wall;
+    println!(
+        "{in_flight} rollouts in flight, 100 ms teacher: {total_steps} steps ({per_rollout:.0} each) in {wall:.2} s = {got:.0} steps/s; ideal {ideal:.0} steps/s; {:.0}% of ideal (target >= 80%); {} requests served",
+        100.0 * got / ideal,
+        server.requests()
+    );
+}
