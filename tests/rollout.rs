@@ -341,7 +341,7 @@ impl Teacher for Canned {
                 finish_reason,
                 usage,
                 latency_ms: 0,
-                request_sha256: request.sha256(),
+                request_sha256: request.sha256().to_string(),
                 sample,
                 raw_body: raw,
             })
@@ -559,4 +559,59 @@ fn cli_rollout_and_replay() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no function nope in snapshot"));
+}
+
+/// The API key goes out as a Bearer token, extra body fields are sent, and no more requests
+/// are in flight than the concurrency limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_extra_fields_and_concurrency_limit() {
+    let server = LoopbackTeacher::start(Vec::new(), Duration::from_millis(50))
+        .await
+        .unwrap();
+    let teacher = Arc::new(
+        OpenAiTeacher::new(
+            &server.url(),
+            Some("sk-test".into()),
+            3,
+            Duration::from_secs(10),
+            fast_retries(2),
+        )
+        .unwrap(),
+    );
+    let mut handles = Vec::new();
+    for i in 0..12 {
+        let teacher = teacher.clone();
+        handles.push(tokio::spawn(async move {
+            let request = ChatRequest {
+                model: "m".into(),
+                messages: vec![sera_host::rollout::trajectory::Message::text(
+                    sera_host::rollout::trajectory::Role::User,
+                    format!("Look at `f{i}` in `m.py`."),
+                )],
+                tools: Vec::new(),
+                tool_choice: Some(serde_json::json!("required")),
+                temperature: Some(0.6),
+                top_p: Some(0.95),
+                seed: Some(i),
+                max_tokens: Some(512),
+                extra: serde_json::Map::from_iter([("top_k".to_string(), serde_json::json!(20))]),
+                prepared: Default::default(),
+            };
+            let body: serde_json::Value = serde_json::from_slice(request.canonical()).unwrap();
+            assert_eq!(body["top_k"], 20);
+            assert_eq!(body["tool_choice"], "required");
+            teacher.complete(&request, 0).await.unwrap()
+        }));
+    }
+    for h in handles {
+        let c = h.await.unwrap();
+        assert_eq!(c.message.tool_calls[0].function.name, "search_file");
+        assert_eq!(c.finish_reason, "stop");
+    }
+    assert_eq!(server.requests(), 12);
+    assert_eq!(server.max_in_flight(), 3);
+    assert_eq!(
+        server.last_authorization().as_deref(),
+        Some("Bearer sk-test")
+    );
 }

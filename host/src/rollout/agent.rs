@@ -203,6 +203,7 @@ pub async fn run(
             seed: spec.sampling.seed,
             max_tokens: spec.sampling.max_tokens,
             extra: spec.sampling.extra.clone(),
+            prepared: Default::default(),
         };
         let asked = Instant::now();
         let answer = teacher.complete(&request, spec.sample).await;

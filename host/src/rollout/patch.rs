@@ -35,43 +35,99 @@ pub fn pin_mtimes(base: &[Entry], dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Every file and symlink under `dir`, as (path, mode, sha256) with `/`-separated paths. A
-/// file of `base` whose modification time is still the pinned one keeps its blob id unread.
-fn scan(dir: &Path, base: &BTreeMap<&str, &Entry>) -> Result<BTreeMap<String, (u32, String)>> {
+/// What a scan found: files that are new or may have changed, as path -> (mode, sha256), and
+/// which files of the base are still there unchanged (by index into the base).
+struct Scan {
+    touched: BTreeMap<String, (u32, String)>,
+    unchanged: Vec<bool>,
+}
+
+/// One scan thread's findings: touched files, and indexes of unchanged base files.
+type ScanPart = (BTreeMap<String, (u32, String)>, Vec<usize>);
+
+/// Walks `dir` with two threads. A file of `base` (sorted by path) whose modification time is
+/// still the pinned one is unchanged and is neither read nor hashed.
+fn scan(dir: &Path, base: &[Entry]) -> Result<Scan> {
     let pinned = std::time::UNIX_EPOCH + PINNED_MTIME;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))? {
-            let e = e?;
-            let path = e.path();
-            let meta = std::fs::symlink_metadata(&path)?;
-            let rel = path
-                .strip_prefix(dir)
-                .expect("under dir")
-                .to_string_lossy()
-                .into_owned();
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path)?;
-                let sha = hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes()));
-                out.insert(rel, (MODE_SYMLINK, sha));
-            } else if meta.is_file() {
-                let mode = if meta.permissions().mode() & 0o111 != 0 {
-                    MODE_EXECUTABLE
-                } else {
-                    MODE_FILE
-                };
-                if let Some(e) = base.get(rel.as_str()) {
-                    if meta.modified().is_ok_and(|m| m == pinned) {
-                        out.insert(rel, (mode, e.blob.clone()));
+    let pending = std::sync::Mutex::new(vec![dir.to_path_buf()]);
+    let busy = std::sync::atomic::AtomicUsize::new(0);
+    let worker = || -> Result<ScanPart> {
+        let mut touched = BTreeMap::new();
+        let mut same = Vec::new();
+        loop {
+            let next = {
+                let mut p = pending.lock().expect("scan queue");
+                let d = p.pop();
+                if d.is_some() {
+                    busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                d
+            };
+            let Some(d) = next else {
+                if busy.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return Ok((touched, same));
+                }
+                std::thread::yield_now();
+                continue;
+            };
+            let listed = (|| -> Result<()> {
+                for e in std::fs::read_dir(&d)
+                    .with_context(|| format!("{}: cannot list", d.display()))?
+                {
+                    let e = e?;
+                    // fstatat on the open directory: no path walk per file.
+                    let meta = e.metadata()?;
+                    let path = e.path();
+                    if meta.is_dir() {
+                        pending.lock().expect("scan queue").push(path);
                         continue;
                     }
+                    let rel = path
+                        .strip_prefix(dir)
+                        .expect("under dir")
+                        .to_string_lossy()
+                        .into_owned();
+                    if meta.file_type().is_symlink() {
+                        let target = std::fs::read_link(&path)?;
+                        let sha =
+                            hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes()));
+                        touched.insert(rel, (MODE_SYMLINK, sha));
+                    } else if meta.is_file() {
+                        let mode = if meta.permissions().mode() & 0o111 != 0 {
+                            MODE_EXECUTABLE
+                        } else {
+                            MODE_FILE
+                        };
+                        let at = base.binary_search_by(|b| b.path.as_str().cmp(rel.as_str()));
+                        if let Ok(i) = at {
+                            if base[i].mode == mode && meta.modified().is_ok_and(|m| m == pinned) {
+                                same.push(i);
+                                continue;
+                            }
+                        }
+                        let bytes = std::fs::read(&path)?;
+                        touched.insert(rel, (mode, hex::encode(Sha256::digest(&bytes))));
+                    }
                 }
-                let bytes = std::fs::read(&path)?;
-                out.insert(rel, (mode, hex::encode(Sha256::digest(&bytes))));
-            }
+                Ok(())
+            })();
+            busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            listed?;
+        }
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let other = s.spawn(worker);
+        let mine = worker();
+        (mine, other.join().expect("scan thread"))
+    });
+    let mut out = Scan {
+        touched: BTreeMap::new(),
+        unchanged: vec![false; base.len()],
+    };
+    for part in [a?, b?] {
+        out.touched.extend(part.0);
+        for i in part.1 {
+            out.unchanged[i] = true;
         }
     }
     Ok(out)
@@ -96,18 +152,25 @@ pub fn workspace_patch(
     dir: &Path,
     mut blob: impl FnMut(&str) -> Result<Vec<u8>>,
 ) -> Result<String> {
-    let before: BTreeMap<&str, &Entry> = base.iter().map(|e| (e.path.as_str(), e)).collect();
-    let now = scan(dir, &before)?;
-    let mut paths: Vec<&str> = before.keys().copied().collect();
+    let found = scan(dir, base)?;
+    let before = |p: &str| {
+        base.binary_search_by(|e| e.path.as_str().cmp(p))
+            .ok()
+            .map(|i| &base[i])
+    };
+    // Paths to compare: whatever may have changed or is new, and base files no longer seen.
+    let mut paths: Vec<&str> = found.touched.keys().map(String::as_str).collect();
     paths.extend(
-        now.keys()
-            .map(String::as_str)
-            .filter(|p| !before.contains_key(p)),
+        base.iter()
+            .enumerate()
+            .filter(|(i, e)| !found.unchanged[*i] && !found.touched.contains_key(&e.path))
+            .map(|(_, e)| e.path.as_str()),
     );
     paths.sort_unstable();
+    let now = &found.touched;
     let mut out = String::new();
     for path in paths {
-        let old = match before.get(path) {
+        let old = match before(path) {
             Some(e) => {
                 if now
                     .get(path)

@@ -42,17 +42,31 @@ pub struct ChatRequest {
     /// Server-specific fields (`chat_template_kwargs`, `top_k`, ...), sent as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The canonical body and its sha256, computed once: teachers, recordings and replays
+    /// all need them, and a long conversation is large.
+    #[serde(skip)]
+    pub prepared: std::sync::OnceLock<(Vec<u8>, String)>,
 }
 
 impl ChatRequest {
-    /// The request body: canonical JSON.
-    pub fn canonical(&self) -> Vec<u8> {
-        let value = serde_json::to_value(self).expect("a request is always JSON");
-        canonical_json(&value).into_bytes()
+    fn prepare(&self) -> &(Vec<u8>, String) {
+        self.prepared.get_or_init(|| {
+            // serde_json's maps are sorted (no `preserve_order`; a test guards this), so the
+            // value's plain serialisation is canonical.
+            let value = serde_json::to_value(self).expect("a request is always JSON");
+            let body = serde_json::to_vec(&value).expect("JSON values serialise");
+            let sha = hex::encode(Sha256::digest(&body));
+            (body, sha)
+        })
     }
 
-    pub fn sha256(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical()))
+    /// The request body: canonical JSON.
+    pub fn canonical(&self) -> &[u8] {
+        &self.prepare().0
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.prepare().1
     }
 }
 
@@ -233,5 +247,21 @@ mod tests {
             canonical_json(&a),
             r#"{"a":{"x":[{"j":0,"k":1}],"y":2},"b":1}"#
         );
+        // Requests rely on serde_json's sorted maps: their plain serialisation is canonical.
+        assert_eq!(serde_json::to_string(&a).unwrap(), canonical_json(&a));
+        let req = ChatRequest {
+            model: "m".into(),
+            messages: vec![Message::text(Role::User, "hi")],
+            tools: vec![b],
+            tool_choice: Some(Value::String("required".into())),
+            temperature: Some(0.5),
+            top_p: None,
+            seed: Some(1),
+            max_tokens: None,
+            extra: Map::from_iter([("top_k".to_string(), Value::from(20))]),
+            prepared: Default::default(),
+        };
+        let value = serde_json::to_value(&req).unwrap();
+        assert_eq!(req.canonical(), canonical_json(&value).as_bytes());
     }
 }

@@ -206,7 +206,7 @@ impl Teacher for OpenAiTeacher {
             let sha = request.sha256();
             let mut last = String::new();
             for attempt in 0..self.retry.max_attempts {
-                match self.attempt(&body, &sha, sample).await {
+                match self.attempt(body, sha, sample).await {
                     Attempt::Done(c) => return Ok(c),
                     Attempt::Fatal(e) => return Err(e),
                     Attempt::Retry { why, after } => {

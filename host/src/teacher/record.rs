@@ -58,7 +58,7 @@ impl Teacher for RecordingTeacher {
         sample: u32,
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
-            let sha = request.sha256();
+            let sha = request.sha256().to_string();
             if let Some(c) = lookup(&self.corpus, request, &sha, sample)? {
                 return Ok(c);
             }
@@ -76,7 +76,7 @@ impl Teacher for RecordingTeacher {
             self.corpus
                 .lock()
                 .expect("corpus lock")
-                .put_exchange(&request.canonical(), &ex)
+                .put_exchange(request.canonical(), &ex)
                 .map_err(|e| TeacherError::Storage(format!("{e:#}")))?;
             // Answer with what a replay will read back, so both give identical trajectories.
             lookup(&self.corpus, request, &ex.request_sha256, sample)?
@@ -107,7 +107,7 @@ impl Teacher for ReplayTeacher {
         sample: u32,
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
-            let sha = request.sha256();
+            let sha = request.sha256().to_string();
             lookup(&self.corpus, request, &sha, sample)?.ok_or(TeacherError::NotRecorded {
                 request_sha256: sha,
                 sample,

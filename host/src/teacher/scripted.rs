@@ -242,7 +242,7 @@ impl Teacher for ScriptedTeacher {
                 finish_reason,
                 usage,
                 latency_ms: 0,
-                request_sha256: request.sha256(),
+                request_sha256: request.sha256().to_string(),
                 sample,
                 raw_body: raw,
             })

@@ -35,6 +35,18 @@ struct State {
     faults: Vec<Fault>,
     latency: Duration,
     requests: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+    last_authorization: std::sync::Mutex<Option<String>>,
+}
+
+/// Counts a request as in flight for as long as it lives.
+struct InFlight<'a>(&'a State);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct LoopbackTeacher {
@@ -67,6 +79,14 @@ async fn handle(
     state: Arc<State>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let n = state.requests.fetch_add(1, Ordering::SeqCst) as usize;
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let _in_flight = InFlight(&state);
+    *state.last_authorization.lock().expect("lock") = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(Dropped),
@@ -125,6 +145,9 @@ impl LoopbackTeacher {
             faults,
             latency,
             requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            last_authorization: std::sync::Mutex::new(None),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -148,6 +171,16 @@ impl LoopbackTeacher {
     /// The endpoint to give an OpenAI client: `http://127.0.0.1:PORT/v1`.
     pub fn url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// The most requests it was answering at once.
+    pub fn max_in_flight(&self) -> u64 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The `Authorization` header of the last request.
+    pub fn last_authorization(&self) -> Option<String> {
+        self.state.last_authorization.lock().expect("lock").clone()
     }
 
     /// Requests received so far, faulty ones included.
