@@ -74,11 +74,23 @@ async fn rollout_in(
     teacher: &dyn Teacher,
     workspace: &Path,
 ) -> Rollout {
+    rollout_with(corpus, snapshot, qualname, teacher, workspace, |_| {}).await
+}
+
+async fn rollout_with(
+    corpus: &SharedCorpus,
+    snapshot: &str,
+    qualname: &str,
+    teacher: &dyn Teacher,
+    workspace: &Path,
+    tweak: impl FnOnce(&mut RolloutSpec),
+) -> Rollout {
     let function = find_function(&corpus.lock().unwrap(), snapshot, qualname, None).unwrap();
     let base = materialise(corpus, snapshot, workspace);
     let tools = swe_tools();
     let mut session = tokio::task::block_in_place(|| tools.open("test", workspace)).unwrap();
-    let spec = RolloutSpec::new("scripted", function_vars(&function));
+    let mut spec = RolloutSpec::new("scripted", function_vars(&function));
+    tweak(&mut spec);
     let blob = |b: &str| corpus.lock().unwrap().blob(b);
     run(
         &spec,
@@ -613,5 +625,60 @@ async fn api_key_extra_fields_and_concurrency_limit() {
     assert_eq!(
         server.last_authorization().as_deref(),
         Some("Bearer sk-test")
+    );
+}
+
+/// The step limit and the token budget end a rollout with their reason; the patch of the work
+/// done so far is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_limit_and_token_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = textwrap_repo();
+    let (corpus, snapshot) = corpus_with(dir.path(), repo.path().to_str().unwrap());
+    let scripted = sera_host::teacher::ScriptedTeacher;
+    let ws = tempfile::tempdir().unwrap();
+    let r = rollout_with(
+        &corpus,
+        &snapshot,
+        "TextWrapper._split",
+        &scripted,
+        ws.path(),
+        |s| s.step_limit = 3,
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::StepLimit);
+    assert_eq!(r.steps, 3);
+    assert_eq!(r.reason.as_deref(), Some("step limit of 3 reached"));
+    // Step 3 was the str_replace: the patch holds it.
+    assert!(
+        r.patch.contains("reviewed `TextWrapper._split`"),
+        "{}",
+        r.patch
+    );
+
+    let ws = tempfile::tempdir().unwrap();
+    let r = rollout_with(
+        &corpus,
+        &snapshot,
+        "TextWrapper._split",
+        &scripted,
+        ws.path(),
+        |s| s.token_budget = Some(1),
+    )
+    .await;
+    assert_eq!(r.outcome, Outcome::TokenBudget);
+    assert_eq!(r.steps, 1);
+    assert!(r
+        .reason
+        .as_deref()
+        .unwrap()
+        .starts_with("token budget of 1 spent"));
+    assert_eq!(
+        r.trajectory.steps[0].usage.total_tokens,
+        r.trajectory
+            .steps
+            .iter()
+            .map(|s| s.usage.total_tokens)
+            .sum::<u64>()
     );
 }
