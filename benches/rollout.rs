@@ -145,54 +145,61 @@ fn main() {
         .unwrap();
         (server, Arc::new(t))
     });
-    let mut jobs = Vec::new();
-    for _ in 0..in_flight {
-        let ws = tempfile::tempdir_in(workspace_root()).unwrap();
-        let base = {
-            let c = corpus.lock().unwrap();
-            c.export(&small.snapshot, ws.path()).unwrap();
-            c.entries(&small.snapshot).unwrap()
-        };
-        pin_mtimes(&base, ws.path()).unwrap();
-        let session = tools.open("bench", ws.path()).unwrap();
-        jobs.push((ws, base, session));
+    // SERA_BENCH_INFLIGHT_ROUNDS repeats this part (to profile it).
+    let repeats: usize = std::env::var("SERA_BENCH_INFLIGHT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for _ in 0..repeats {
+        let mut jobs = Vec::new();
+        for _ in 0..in_flight {
+            let ws = tempfile::tempdir_in(workspace_root()).unwrap();
+            let base = {
+                let c = corpus.lock().unwrap();
+                c.export(&small.snapshot, ws.path()).unwrap();
+                c.entries(&small.snapshot).unwrap()
+            };
+            pin_mtimes(&base, ws.path()).unwrap();
+            let session = tools.open("bench", ws.path()).unwrap();
+            jobs.push((ws, base, session));
+        }
+        let t = Instant::now();
+        let total_steps: u32 = rt.block_on(async {
+            let mut handles = Vec::new();
+            for (ws, base, mut session) in jobs {
+                let (teacher, spec, corpus) = (teacher.clone(), spec.clone(), corpus.clone());
+                handles.push(tokio::spawn(async move {
+                    let blob = |b: &str| corpus.lock().unwrap().blob(b);
+                    let teacher: &dyn Teacher = teacher.as_ref();
+                    let r = run(
+                        &spec,
+                        teacher,
+                        &mut session,
+                        "bench",
+                        ws.path(),
+                        &base,
+                        &blob,
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
+                    r.steps
+                }));
+            }
+            let mut n = 0;
+            for h in handles {
+                n += h.await.unwrap();
+            }
+            n
+        });
+        let wall = t.elapsed().as_secs_f64();
+        let per_rollout = total_steps as f64 / in_flight as f64;
+        let ideal = in_flight as f64 / latency.as_secs_f64();
+        let got = total_steps as f64 / wall;
+        println!(
+            "{in_flight} rollouts in flight, 100 ms teacher: {total_steps} steps ({per_rollout:.0} each) in {wall:.2} s = {got:.0} steps/s; ideal {ideal:.0} steps/s; {:.0}% of ideal (target >= 80%); {} requests served",
+            100.0 * got / ideal,
+            server.requests()
+        );
     }
-    let t = Instant::now();
-    let total_steps: u32 = rt.block_on(async {
-        let mut handles = Vec::new();
-        for (ws, base, mut session) in jobs {
-            let (teacher, spec, corpus) = (teacher.clone(), spec.clone(), corpus.clone());
-            handles.push(tokio::spawn(async move {
-                let blob = |b: &str| corpus.lock().unwrap().blob(b);
-                let teacher: &dyn Teacher = teacher.as_ref();
-                let r = run(
-                    &spec,
-                    teacher,
-                    &mut session,
-                    "bench",
-                    ws.path(),
-                    &base,
-                    &blob,
-                )
-                .await
-                .unwrap();
-                assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
-                r.steps
-            }));
-        }
-        let mut n = 0;
-        for h in handles {
-            n += h.await.unwrap();
-        }
-        n
-    });
-    let wall = t.elapsed().as_secs_f64();
-    let per_rollout = total_steps as f64 / in_flight as f64;
-    let ideal = in_flight as f64 / latency.as_secs_f64();
-    let got = total_steps as f64 / wall;
-    println!(
-        "{in_flight} rollouts in flight, 100 ms teacher: {total_steps} steps ({per_rollout:.0} each) in {wall:.2} s = {got:.0} steps/s; ideal {ideal:.0} steps/s; {:.0}% of ideal (target >= 80%); {} requests served",
-        100.0 * got / ideal,
-        server.requests()
-    );
 }
