@@ -49,7 +49,8 @@ type ScanPart = (BTreeMap<String, (u32, String)>, Vec<usize>);
 /// still the pinned one is unchanged and is neither read nor hashed.
 fn scan(dir: &Path, base: &[Entry]) -> Result<Scan> {
     let pinned = std::time::UNIX_EPOCH + PINNED_MTIME;
-    let pending = std::sync::Mutex::new(vec![dir.to_path_buf()]);
+    // Directories to list, with their path relative to `dir` ("" or "a/b/").
+    let pending = std::sync::Mutex::new(vec![(dir.to_path_buf(), String::new())]);
     let busy = std::sync::atomic::AtomicUsize::new(0);
     let worker = || -> Result<ScanPart> {
         let mut touched = BTreeMap::new();
@@ -63,7 +64,7 @@ fn scan(dir: &Path, base: &[Entry]) -> Result<Scan> {
                 }
                 d
             };
-            let Some(d) = next else {
+            let Some((d, prefix)) = next else {
                 if busy.load(std::sync::atomic::Ordering::SeqCst) == 0 {
                     return Ok((touched, same));
                 }
@@ -75,19 +76,20 @@ fn scan(dir: &Path, base: &[Entry]) -> Result<Scan> {
                     .with_context(|| format!("{}: cannot list", d.display()))?
                 {
                     let e = e?;
-                    // fstatat on the open directory: no path walk per file.
-                    let meta = e.metadata()?;
-                    let path = e.path();
-                    if meta.is_dir() {
-                        pending.lock().expect("scan queue").push(path);
+                    let name = e.file_name();
+                    let mut rel = String::with_capacity(prefix.len() + name.len());
+                    rel.push_str(&prefix);
+                    rel.push_str(&name.to_string_lossy());
+                    // The type comes from the directory listing; only files need a stat,
+                    // an fstatat on the open directory (no path walk).
+                    if e.file_type()?.is_dir() {
+                        rel.push('/');
+                        pending.lock().expect("scan queue").push((e.path(), rel));
                         continue;
                     }
-                    let rel = path
-                        .strip_prefix(dir)
-                        .expect("under dir")
-                        .to_string_lossy()
-                        .into_owned();
+                    let meta = e.metadata()?;
                     if meta.file_type().is_symlink() {
+                        let path = e.path();
                         let target = std::fs::read_link(&path)?;
                         let sha =
                             hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes()));
@@ -105,7 +107,7 @@ fn scan(dir: &Path, base: &[Entry]) -> Result<Scan> {
                                 continue;
                             }
                         }
-                        let bytes = std::fs::read(&path)?;
+                        let bytes = std::fs::read(e.path())?;
                         touched.insert(rel, (mode, hex::encode(Sha256::digest(&bytes))));
                     }
                 }
