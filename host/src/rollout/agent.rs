@@ -195,7 +195,8 @@ pub async fn run(
         }
         let request = ChatRequest {
             model: spec.model.clone(),
-            messages: messages.clone(),
+            // Lent to the request and taken back: a long conversation is not copied per step.
+            messages: std::mem::take(&mut messages),
             tools: tool_specs.clone(),
             tool_choice: spec.sampling.tool_choice.clone(),
             temperature: spec.sampling.temperature,
@@ -208,6 +209,7 @@ pub async fn run(
         let asked = Instant::now();
         let answer = teacher.complete(&request, spec.sample).await;
         teacher_time += asked.elapsed();
+        messages = request.messages;
         let completion = match answer {
             Ok(c) => c,
             Err(e) => {

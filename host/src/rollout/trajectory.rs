@@ -13,17 +13,17 @@ pub enum Role {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionCall {
-    pub name: String,
     /// A JSON object as text, exactly as the model wrote it (it may not even be valid JSON).
     pub arguments: String,
+    pub name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
+    pub function: FunctionCall,
     pub id: String,
     #[serde(rename = "type", default = "function_type")]
     pub kind: String,
-    pub function: FunctionCall,
 }
 
 fn function_type() -> String {
@@ -31,8 +31,8 @@ fn function_type() -> String {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Fields are declared in key order: requests serialise canonically without re-sorting.
 pub struct Message {
-    pub role: Role,
     /// OpenAI allows `null` content on an assistant message that only calls tools; it is kept
     /// as an empty string here so every renderer sees text.
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -40,10 +40,11 @@ pub struct Message {
     /// The model's thinking, where the server reports it (vLLM/SGLang `reasoning_content`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<ToolCall>,
+    pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {

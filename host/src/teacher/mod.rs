@@ -25,20 +25,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// what is sent and what its recording is keyed by.
 #[derive(Clone, Debug, Serialize)]
 pub struct ChatRequest {
-    pub model: String,
+    // Fields in key order, as in `Message` and `ToolCall`: without extra fields the plain
+    // serialisation is already canonical, with no intermediate `Value` tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
     pub messages: Vec<Message>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_choice: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f64>,
+    pub model: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
     /// Server-specific fields (`chat_template_kwargs`, `top_k`, ...), sent as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -51,10 +53,15 @@ pub struct ChatRequest {
 impl ChatRequest {
     fn prepare(&self) -> &(Vec<u8>, String) {
         self.prepared.get_or_init(|| {
-            // serde_json's maps are sorted (no `preserve_order`; a test guards this), so the
-            // value's plain serialisation is canonical.
-            let value = serde_json::to_value(self).expect("a request is always JSON");
-            let body = serde_json::to_vec(&value).expect("JSON values serialise");
+            // serde_json's maps are sorted (no `preserve_order`; a test guards this), so a
+            // value's plain serialisation is canonical; so is the request's own when it has
+            // no extra fields, its fields being declared in key order.
+            let body = if self.extra.is_empty() {
+                serde_json::to_vec(self).expect("a request is always JSON")
+            } else {
+                let value = serde_json::to_value(self).expect("a request is always JSON");
+                serde_json::to_vec(&value).expect("JSON values serialise")
+            };
             let sha = hex::encode(Sha256::digest(&body));
             (body, sha)
         })
@@ -263,5 +270,29 @@ mod tests {
         };
         let value = serde_json::to_value(&req).unwrap();
         assert_eq!(req.canonical(), canonical_json(&value).as_bytes());
+        // Without extra fields, with every kind of message field set.
+        let mut call = Message::text(Role::Assistant, "x");
+        call.reasoning_content = Some("why".into());
+        call.tool_calls = vec![crate::rollout::trajectory::ToolCall {
+            id: "c".into(),
+            kind: "function".into(),
+            function: crate::rollout::trajectory::FunctionCall {
+                name: "f".into(),
+                arguments: "{}".into(),
+            },
+        }];
+        let plain = ChatRequest {
+            extra: Map::new(),
+            messages: vec![call, Message::tool_result("c", "out")],
+            max_tokens: Some(5),
+            top_p: Some(0.9),
+            prepared: Default::default(),
+            ..req
+        };
+        let value = serde_json::to_value(&plain).unwrap();
+        assert_eq!(
+            std::str::from_utf8(plain.canonical()).unwrap(),
+            canonical_json(&value)
+        );
     }
 }
