@@ -13,16 +13,9 @@ use common::*;
 fn sera(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sera-host"))
         .args(args)
-        .env("SERA_HOST_CACHE_DIR", cache_dir())
+        .env("SERA_HOST_CACHE_DIR", test_cache_dir())
         .output()
         .expect("sera-host runs")
-}
-
-/// Shared with .ci/run, which downloads the sdists there ahead of the tests.
-fn cache_dir() -> PathBuf {
-    std::env::var_os("SERA_HOST_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("sera-host-test-cache"))
 }
 
 fn ok(o: &Output) -> String {
@@ -472,11 +465,15 @@ fn pypi_sdists_ingest_and_match_their_extracted_archive() {
         assert_eq!(r["name"], pkg);
         assert_eq!(r["revision"], version);
         // Extract the archive with Python's tarfile and compare with our export: diff -r.
-        let archive = std::fs::read_dir(cache_dir().join("pip").join(format!("{pkg}-{version}")))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-            .expect("sdist in the pip cache");
+        let archive = std::fs::read_dir(
+            test_cache_dir()
+                .join("pip")
+                .join(format!("{pkg}-{version}")),
+        )
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .expect("sdist in the pip cache");
         let extracted = dir.path().join(format!("{pkg}-extracted"));
         let status = Command::new("python3")
             .args(["-c", EXTRACT_WITHOUT_SKIPPED])
@@ -656,7 +653,7 @@ fn bz2_and_zip_archives_give_the_same_snapshot_as_the_sdist() {
         db_s,
         "--json",
     ]));
-    let sdist = std::fs::read_dir(cache_dir().join("pip").join("attrs-23.2.0"))
+    let sdist = std::fs::read_dir(test_cache_dir().join("pip").join("attrs-23.2.0"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))

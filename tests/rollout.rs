@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,12 +21,6 @@ use sera_host::teacher::{
     RetryPolicy, Teacher, TeacherError,
 };
 
-fn test_cache() -> PathBuf {
-    std::env::var_os("SERA_HOST_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("sera-host-test-cache"))
-}
-
 fn swe_tools() -> ToolsPlugin {
     let engine = engine();
     ToolsPlugin::new(
@@ -42,7 +36,7 @@ fn swe_tools() -> ToolsPlugin {
 fn corpus_with(dir: &Path, source: &str) -> (SharedCorpus, String) {
     let corpus = Corpus::open(&dir.join("c.sqlite")).unwrap();
     let opts = IngestOptions {
-        pip_cache: test_cache().join("pip"),
+        pip_cache: test_cache_dir().join("pip"),
         ..IngestOptions::default()
     };
     let report = ingest(&corpus, &Source::parse(source).unwrap(), &opts).unwrap();
@@ -501,7 +495,7 @@ fn cli_rollout_and_replay() {
             .args(args)
             .arg("--db")
             .arg(&db)
-            .env("SERA_HOST_CACHE_DIR", test_cache())
+            .env("SERA_HOST_CACHE_DIR", test_cache_dir())
             .output()
             .unwrap()
     };

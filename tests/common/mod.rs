@@ -7,6 +7,13 @@ use std::process::Command;
 
 use sera_host::plugin::{Limits, LoadedPlugin, PluginEngine, PluginSource, Verifier};
 
+/// Where tests keep downloads shared with .ci/run (it fetches the pip sdists there first).
+pub fn test_cache_dir() -> PathBuf {
+    std::env::var_os("SERA_HOST_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("sera-host-test-cache"))
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

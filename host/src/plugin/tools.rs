@@ -19,27 +19,15 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
         world: "tools",
-        additional_derives: [PartialEq],
+        // The shared interfaces are the verifier world's: one `log` host implementation.
+        with: {
+            "sera:plugin/types": super::super::verifier::bindings::sera::plugin::types,
+            "sera:plugin/log": super::super::verifier::bindings::sera::plugin::log,
+        },
     });
 }
 
 pub use bindings::sera::plugin::types::ToolSpec;
-
-impl bindings::sera::plugin::types::Host for StoreState {}
-
-impl bindings::sera::plugin::log::Host for StoreState {
-    fn log(&mut self, level: bindings::sera::plugin::log::Level, message: String) {
-        use bindings::sera::plugin::log::Level;
-        let source = match level {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        };
-        self.log.append(source, message.as_bytes());
-    }
-}
 
 /// A tools plugin, linked once; `open` gives each rollout its own sandboxed instance.
 /// `Send + Sync`: share it between rollouts.

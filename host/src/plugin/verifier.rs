@@ -14,7 +14,7 @@ use super::limits::Limits;
 use super::output::LogEntry;
 use super::state::StoreState;
 
-mod bindings {
+pub(super) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
         world: "verifier",

@@ -11,7 +11,6 @@ pub type SharedCorpus = Arc<Mutex<Corpus>>;
 
 fn lookup(
     corpus: &SharedCorpus,
-    request: &ChatRequest,
     sha: &str,
     sample: u32,
 ) -> Result<Option<Completion>, TeacherError> {
@@ -26,7 +25,6 @@ fn lookup(
             "recorded response {sha}/{sample} does not parse: {e}"
         ))
     })?;
-    let _ = request;
     Ok(Some(Completion {
         message,
         finish_reason,
@@ -59,7 +57,7 @@ impl Teacher for RecordingTeacher {
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
             let sha = request.sha256().to_string();
-            if let Some(c) = lookup(&self.corpus, request, &sha, sample)? {
+            if let Some(c) = lookup(&self.corpus, &sha, sample)? {
                 return Ok(c);
             }
             let c = self.inner.complete(request, sample).await?;
@@ -79,7 +77,7 @@ impl Teacher for RecordingTeacher {
                 .put_exchange(request.canonical(), &ex)
                 .map_err(|e| TeacherError::Storage(format!("{e:#}")))?;
             // Answer with what a replay will read back, so both give identical trajectories.
-            lookup(&self.corpus, request, &ex.request_sha256, sample)?
+            lookup(&self.corpus, &ex.request_sha256, sample)?
                 .ok_or_else(|| TeacherError::Storage("an exchange just stored is missing".into()))
         })
     }
@@ -108,7 +106,7 @@ impl Teacher for ReplayTeacher {
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
             let sha = request.sha256().to_string();
-            lookup(&self.corpus, request, &sha, sample)?.ok_or(TeacherError::NotRecorded {
+            lookup(&self.corpus, &sha, sample)?.ok_or(TeacherError::NotRecorded {
                 request_sha256: sha,
                 sample,
             })
