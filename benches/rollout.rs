@@ -3,7 +3,7 @@
 //! 1. Host overhead per step on a ~2,000-file snapshot (the machine's CPython stdlib): the
 //!    scripted teacher in-process (no HTTP, no latency), so everything measured is the host:
 //!    requests built and hashed, tool calls through the WASM plugin, observations, the patch
-//!    scans at submit. Materialising the workspace is a per-rollout cost, reported apart.
+//!    of the paths the tools wrote, at submit. Materialising the workspace is a per-rollout cost, reported apart.
 //! 2. Throughput against a loopback OpenAI endpoint answering after 100 ms, 256 rollouts in
 //!    flight over the real HTTP client: steps/s against the ideal 256 / 0.1 s.
 //!
@@ -115,7 +115,7 @@ fn main() {
         host.as_secs_f64() * 1e3 / f64::from(steps)
     );
     println!(
-        "patch scan of the workspace:   {:.2} ms (done at each submit)",
+        "full scan of the workspace:    {:.2} ms (the patch's fallback when the write log is lost)",
         scan.as_secs_f64() * 1e3 / f64::from(rounds)
     );
     println!(

@@ -676,3 +676,121 @@ async fn step_limit_and_token_budget() {
             .sum::<u64>()
     );
 }
+
+/// The write log of a tools session names every path a plugin changed, however it changed it
+/// (so the patch reads only those), and gives up where it cannot follow (links, escapes).
+#[test]
+fn patch_from_the_write_log_equals_the_full_scan_for_every_kind_of_change() {
+    use sera_host::rollout::patch::changed_patch;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import email, os; print(os.path.dirname(email.__file__))",
+        ])
+        .output()
+        .unwrap();
+    let email = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, snapshot) = corpus_with(dir.path(), &email);
+    let ws = tempfile::tempdir().unwrap();
+    let base = materialise(&corpus, &snapshot, ws.path());
+    assert!(base.iter().any(|e| e.path.starts_with("mime/")));
+    let engine = engine();
+    let plugin = engine
+        .load(&sera_host::plugin::PluginSource::File(dist("fs-ops.wasm")))
+        .unwrap();
+    let tools = ToolsPlugin::new(&engine, &plugin, "{}", Limits::default()).unwrap();
+    let mut session = tools.open("t", ws.path()).unwrap();
+    let blob = |b: &str| corpus.lock().unwrap().blob(b);
+    let both = |session: &sera_host::plugin::ToolSession| {
+        let full = workspace_patch(&base, ws.path(), blob).unwrap();
+        let logged = session
+            .changed_paths()
+            .map(|c| changed_patch(&base, ws.path(), c, blob).unwrap())
+            .map_err(str::to_string);
+        (full, logged)
+    };
+    let ops = [
+        r#"{"op":"write","path":"utils.py","text":"replaced\n"}"#,
+        r#"{"op":"append","path":"charset.py","text":"\n# appended"}"#,
+        r#"{"op":"mkdir","path":"extra/deep"}"#,
+        r#"{"op":"write","path":"extra/deep/new.py","text":"x = 1\n"}"#,
+        r#"{"op":"remove","path":"base64mime.py"}"#,
+        r#"{"op":"rename","path":"mime","to":"mime2"}"#,
+        r#"{"op":"rename","path":"quoprimime.py","to":"mime2/moved.py"}"#,
+        r#"{"op":"mkdir","path":"empty"}"#,
+        r#"{"op":"rmdir","path":"empty"}"#,
+        r#"{"op":"write","path":"./extra/../header.py","text":"h\n"}"#,
+    ];
+    for op in ops {
+        let r = session.call("t", "fs", op).unwrap();
+        assert!(r.is_ok(), "{op}: {r:?}");
+        let (full, logged) = both(&session);
+        // Headers first: a whole differing patch is too long to read in a failure.
+        let heads = |p: &str| -> Vec<String> {
+            p.lines()
+                .filter(|l| l.starts_with("diff --git"))
+                .map(String::from)
+                .collect()
+        };
+        let logged = logged.unwrap_or_else(|e| panic!("after {op}: log lost: {e}"));
+        assert_eq!(heads(&logged), heads(&full), "after {op}");
+        assert!(logged == full, "after {op}: same files, different patch");
+    }
+    let changed = session.changed_paths().unwrap().clone();
+    for p in [
+        "utils.py",
+        "charset.py",
+        "extra/deep/new.py",
+        "base64mime.py",
+        "mime",
+        "mime2",
+        "header.py",
+    ] {
+        assert!(changed.contains(p), "{p} not logged: {changed:?}");
+    }
+    assert!(!changed.contains("message.py"), "only read, never written");
+    let full = both(&session).0;
+    for needle in [
+        "deleted file mode 100644\n",
+        "diff --git a/mime/text.py b/mime/text.py\ndeleted",
+        "diff --git a/mime2/text.py b/mime2/text.py\nnew file",
+        "+++ b/extra/deep/new.py",
+        "+# appended",
+    ] {
+        assert!(full.contains(needle), "{needle:?} missing from\n{full}");
+    }
+    // Beyond what the log can follow: it says so, and the caller scans instead.
+    let r = session
+        .call(
+            "t",
+            "fs",
+            r#"{"op":"write","path":"../outside.py","text":"no"}"#,
+        )
+        .unwrap();
+    assert!(r.is_err(), "escape refused by the sandbox: {r:?}");
+    let why = session.changed_paths().unwrap_err();
+    assert!(why.contains("leaves the workspace"), "{why}");
+    let mut session = tools.open("t", ws.path()).unwrap();
+    assert_eq!(session.changed_paths().map(|c| c.len()), Ok(0));
+    let r = session
+        .call(
+            "t",
+            "fs",
+            r#"{"op":"symlink","path":"link.py","to":"utils.py"}"#,
+        )
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(session.changed_paths().unwrap_err().contains("symlink"));
+    let r = session
+        .call(
+            "t",
+            "fs",
+            r#"{"op":"hardlink","path":"header.py","to":"hard.py"}"#,
+        )
+        .unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(workspace_patch(&base, ws.path(), blob)
+        .unwrap()
+        .contains("diff --git a/hard.py b/hard.py\nnew file"));
+}

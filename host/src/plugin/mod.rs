@@ -12,6 +12,7 @@ mod source;
 mod state;
 mod tools;
 mod verifier;
+mod writes;
 
 pub use cache::default_dir as default_cache_dir;
 pub use engine::{LoadedPlugin, PluginEngine};

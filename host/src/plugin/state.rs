@@ -12,12 +12,14 @@ use wasmtime_wasi::{
 
 use super::limits::{Limiter, Limits};
 use super::output::PluginLog;
+use super::writes::WriteLog;
 
 pub(crate) struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
     pub(crate) log: PluginLog,
+    pub(crate) writes: WriteLog,
 }
 
 impl WasiView for StoreState {
@@ -118,6 +120,7 @@ impl StoreState {
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
             log,
+            writes: WriteLog::default(),
         })
     }
 }

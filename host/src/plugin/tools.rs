@@ -67,6 +67,7 @@ impl ToolsPlugin {
         }
         let mut linker = Linker::<StoreState>::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        super::writes::track_writes(&mut linker).map_err(anyhow::Error::from)?;
         bindings::Tools::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
         let pre = linker
@@ -165,6 +166,12 @@ impl ToolsPlugin {
 impl ToolSession {
     pub fn specs(&self) -> &[ToolSpec] {
         &self.specs
+    }
+
+    /// Workspace paths the plugin may have changed since the session opened (a directory
+    /// stands for everything under it), or why that is not known (then scan everything).
+    pub fn changed_paths(&self) -> Result<&std::collections::BTreeSet<String>, &str> {
+        self.store.data().writes.changed()
     }
 
     /// Plugin output since the last call, oldest first.

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::patch::workspace_patch;
+use super::patch::{changed_patch, workspace_patch};
 use super::trajectory::{Message, Role, Step, Trajectory};
-use crate::corpus::Entry;
+use crate::corpus::{Entry, MODE_SYMLINK};
 use crate::plugin::ToolSession;
 use crate::teacher::{ChatRequest, Teacher};
 
@@ -138,8 +138,25 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Runs one rollout. `base` is the snapshot the workspace was materialised from; `blob`
-/// reads a blob of it (for the patch).
+/// The workspace's patch against `base`. Only the paths the tools touched are read when the
+/// session knows them; a snapshot with symlinks could redirect writes, so it is walked whole.
+fn patch_of(
+    tools: &ToolSession,
+    base: &[Entry],
+    workspace: &Path,
+    blob: &(dyn Fn(&str) -> Result<Vec<u8>> + Sync),
+) -> Result<String> {
+    match tools.changed_paths() {
+        Ok(changed) if !base.iter().any(|e| e.mode == MODE_SYMLINK) => {
+            changed_patch(base, workspace, changed, blob)
+        }
+        _ => workspace_patch(base, workspace, blob),
+    }
+}
+
+/// Runs one rollout. `base` is the snapshot the workspace was materialised from, and the
+/// workspace must still hold exactly it when `tools` was opened; `blob` reads a blob of it
+/// (for the patch).
 pub async fn run(
     spec: &RolloutSpec,
     teacher: &dyn Teacher,
@@ -265,7 +282,7 @@ pub async fn run(
             } else if name == "submit" {
                 let diff = match last_diff.take() {
                     Some(d) => d,
-                    None => workspace_patch(base, workspace, blob)?,
+                    None => patch_of(tools, base, workspace, blob)?,
                 };
                 last_diff = Some(diff.clone());
                 if !reviewed {
@@ -299,7 +316,7 @@ pub async fn run(
     }
     let patch = match patch {
         Some(p) => p,
-        None => workspace_patch(base, workspace, blob)?,
+        None => patch_of(tools, base, workspace, blob)?,
     };
     let steps_n = steps.len() as u32;
     Ok(Rollout {

@@ -1,7 +1,7 @@
 //! The patch of a workspace against its snapshot, in git's unified format (`diff --git`,
 //! new, deleted and mode-changed files, `\ No newline at end of file`), so `git apply` takes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -152,14 +152,9 @@ fn read_side(dir: &Path, rel: &str, mode: u32) -> Result<Vec<u8>> {
 pub fn workspace_patch(
     base: &[Entry],
     dir: &Path,
-    mut blob: impl FnMut(&str) -> Result<Vec<u8>>,
+    blob: impl FnMut(&str) -> Result<Vec<u8>>,
 ) -> Result<String> {
     let found = scan(dir, base)?;
-    let before = |p: &str| {
-        base.binary_search_by(|e| e.path.as_str().cmp(p))
-            .ok()
-            .map(|i| &base[i])
-    };
     // Paths to compare: whatever may have changed or is new, and base files no longer seen.
     let mut paths: Vec<&str> = found.touched.keys().map(String::as_str).collect();
     paths.extend(
@@ -169,9 +164,80 @@ pub fn workspace_patch(
             .map(|(_, e)| e.path.as_str()),
     );
     paths.sort_unstable();
-    let now = &found.touched;
+    diff_paths(base, dir, &paths, &found.touched, blob)
+}
+
+/// The same patch as [`workspace_patch`] when only `changed` paths (a directory standing for
+/// everything under it) can differ from `base`: reads those, and walks nothing else.
+pub fn changed_patch(
+    base: &[Entry],
+    dir: &Path,
+    changed: &BTreeSet<String>,
+    blob: impl FnMut(&str) -> Result<Vec<u8>>,
+) -> Result<String> {
+    if changed.contains("") {
+        return workspace_patch(base, dir, blob);
+    }
+    let mut paths = BTreeSet::new();
+    let mut now = BTreeMap::new();
+    for c in changed {
+        if let Ok(i) = base.binary_search_by(|e| e.path.as_str().cmp(c)) {
+            paths.insert(base[i].path.clone());
+        }
+        // Entries under `c/` are contiguous in path order (not always right after `c`).
+        let under = format!("{c}/");
+        let from = base.partition_point(|e| e.path.as_str() < under.as_str());
+        paths.extend(
+            base[from..]
+                .iter()
+                .take_while(|e| e.path.starts_with(&under))
+                .map(|e| e.path.clone()),
+        );
+        let mut pending = vec![c.clone()];
+        while let Some(rel) = pending.pop() {
+            let p = dir.join(&rel);
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                for e in std::fs::read_dir(&p)
+                    .with_context(|| format!("{}: cannot list", p.display()))?
+                {
+                    pending.push(format!("{rel}/{}", e?.file_name().to_string_lossy()));
+                }
+                continue;
+            }
+            let mode = if meta.file_type().is_symlink() {
+                MODE_SYMLINK
+            } else if meta.permissions().mode() & 0o111 != 0 {
+                MODE_EXECUTABLE
+            } else {
+                MODE_FILE
+            };
+            let bytes = read_side(dir, &rel, mode)?;
+            now.insert(rel.clone(), (mode, hex::encode(Sha256::digest(&bytes))));
+            paths.insert(rel);
+        }
+    }
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    diff_paths(base, dir, &paths, &now, blob)
+}
+
+/// The diffs of `paths` (sorted): `now` holds those present in `dir` as (mode, sha256).
+fn diff_paths(
+    base: &[Entry],
+    dir: &Path,
+    paths: &[&str],
+    now: &BTreeMap<String, (u32, String)>,
+    mut blob: impl FnMut(&str) -> Result<Vec<u8>>,
+) -> Result<String> {
+    let before = |p: &str| {
+        base.binary_search_by(|e| e.path.as_str().cmp(p))
+            .ok()
+            .map(|i| &base[i])
+    };
     let mut out = String::new();
-    for path in paths {
+    for &path in paths {
         let old = match before(path) {
             Some(e) => {
                 if now
