@@ -594,7 +594,7 @@ async fn api_key_extra_fields_and_concurrency_limit() {
                     sera_host::rollout::trajectory::Role::User,
                     format!("Look at `f{i}` in `m.py`."),
                 )],
-                tools: Vec::new(),
+                tools: Vec::new().into(),
                 tool_choice: Some(serde_json::json!("required")),
                 temperature: Some(0.6),
                 top_p: Some(0.95),

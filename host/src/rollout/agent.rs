@@ -168,7 +168,7 @@ pub async fn run(
 ) -> Result<Rollout> {
     let start = Instant::now();
     let mut teacher_time = Duration::ZERO;
-    let tool_specs: Vec<Value> = tools
+    let tool_specs: std::sync::Arc<[Value]> = tools
         .specs()
         .iter()
         .map(|s| {
@@ -322,7 +322,7 @@ pub async fn run(
     Ok(Rollout {
         trajectory: Trajectory {
             messages,
-            tools: tool_specs,
+            tools: tool_specs.to_vec(),
             steps,
         },
         patch,

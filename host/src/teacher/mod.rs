@@ -37,8 +37,9 @@ pub struct ChatRequest {
     pub temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<Value>,
+    /// Shared: the same specs go with every step of a rollout.
+    #[serde(skip_serializing_if = "no_tools")]
+    pub tools: std::sync::Arc<[Value]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
     /// Server-specific fields (`chat_template_kwargs`, `top_k`, ...), sent as given.
@@ -48,6 +49,10 @@ pub struct ChatRequest {
     /// all need them, and a long conversation is large.
     #[serde(skip)]
     pub prepared: std::sync::OnceLock<(Vec<u8>, String)>,
+}
+
+fn no_tools(tools: &std::sync::Arc<[Value]>) -> bool {
+    tools.is_empty()
 }
 
 impl ChatRequest {
@@ -259,7 +264,7 @@ mod tests {
         let req = ChatRequest {
             model: "m".into(),
             messages: vec![Message::text(Role::User, "hi")],
-            tools: vec![b],
+            tools: vec![b].into(),
             tool_choice: Some(Value::String("required".into())),
             temperature: Some(0.5),
             top_p: None,
