@@ -10,3 +10,4 @@ pub mod patch_file;
 pub mod plugin;
 pub mod rollout;
 pub mod teacher;
+pub mod tokenizer;
