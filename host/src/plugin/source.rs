@@ -16,6 +16,14 @@ pub const BUILTINS: &[(&str, &[u8])] = &[
         "swe-tools",
         include_bytes!("../../../plugins/dist/swe-tools.wasm"),
     ),
+    (
+        "pr-synth",
+        include_bytes!("../../../plugins/dist/pr-synth.wasm"),
+    ),
+    (
+        "truncate-ratio",
+        include_bytes!("../../../plugins/dist/truncate-ratio.wasm"),
+    ),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
