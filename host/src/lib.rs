@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod corpus;
 pub mod patch_file;
+pub mod pipeline;
 pub mod plugin;
 pub mod rollout;
 pub mod teacher;

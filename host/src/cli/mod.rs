@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::patch_file::read_patch;
 
 mod corpus;
+mod pipeline;
 mod rollout;
 use crate::plugin::{inspect, Limits, PatchPair, PluginEngine, PluginSource, Verifier};
 use corpus::CorpusArgs;
@@ -37,6 +38,12 @@ enum Command {
     Corpus(CorpusArgs),
     /// One agent rollout on a function of a stored snapshot; the trajectory goes into the corpus.
     Rollout(Box<RolloutArgs>),
+    /// Run a pipeline file: every SVG stage, then shards and their manifest.
+    Run(pipeline::RunArgs),
+    /// Rebuild a manifest's shards offline from the corpus and check every hash.
+    Audit(pipeline::AuditArgs),
+    /// Print the provenance chain of a shard row.
+    Explain(pipeline::ExplainArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +142,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => verify(args),
         Command::Corpus(args) => corpus::run(args),
         Command::Rollout(args) => rollout::run(*args),
+        Command::Run(args) => pipeline::run(args),
+        Command::Audit(args) => pipeline::audit(args),
+        Command::Explain(args) => pipeline::explain(args),
         Command::Plugin(PluginCommand::Inspect {
             plugin,
             json,

@@ -110,15 +110,21 @@ impl Corpus {
             as u64)
     }
 
-    /// Stores a finished rollout; the same inputs stored twice keep the first.
+    /// Stores a finished rollout; the same inputs stored twice keep the first, unless the
+    /// first ended in a teacher error.
     pub fn put_rollout(&self, row: &RolloutRow, trajectory: &[u8], patch: &[u8]) -> Result<()> {
         let tx = self.conn().unchecked_transaction()?;
         let (t, _) = self.put_blob(trajectory)?;
         let (p, _) = self.put_blob(patch)?;
         self.conn()
             .prepare_cached(
-                "INSERT OR IGNORE INTO rollouts (id, snapshot, function, teacher, model, sample, outcome, reason, steps, trajectory, patch, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                // A rollout the teacher failed may be run again later; its new result replaces it.
+                "INSERT INTO rollouts (id, snapshot, function, teacher, model, sample, outcome, reason, steps, trajectory, patch, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT(id) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
+                   steps = excluded.steps, trajectory = excluded.trajectory, patch = excluded.patch,
+                   created_at = excluded.created_at
+                 WHERE rollouts.outcome = 'teacher-error'",
             )?
             .execute(params![
                 row.id,

@@ -10,6 +10,7 @@ mod exchanges;
 mod functions;
 mod ingest;
 mod schema;
+mod stages;
 mod tree;
 
 use std::cell::RefCell;
@@ -59,7 +60,7 @@ pub struct Stats {
 }
 
 /// A function of a snapshot: the blob's index row with the path it has in that snapshot.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SnapshotFunction {
     pub path: String,
     pub qualname: String,

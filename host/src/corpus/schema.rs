@@ -87,6 +87,19 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     CREATE INDEX rollouts_by_snapshot ON rollouts(snapshot);",
+    // 3: pipeline stage outputs (keyed by the sha256 of their inputs) and the provenance of
+    // every row written to a shard.
+    "CREATE TABLE stage_outputs (
+        key TEXT PRIMARY KEY,           -- sha256 of the stage's canonical inputs
+        stage TEXT NOT NULL,            -- pr-synth, self-check, ...
+        output TEXT NOT NULL REFERENCES blobs(id),  -- JSON
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE shard_rows (
+        id TEXT PRIMARY KEY,            -- the row id in the shard's metadata
+        provenance TEXT NOT NULL REFERENCES blobs(id),  -- JSON: the chain of stages behind it
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -20,6 +20,10 @@ pub(crate) struct StoreState {
     pub(crate) limiter: Limiter,
     pub(crate) log: PluginLog,
     pub(crate) writes: WriteLog,
+    /// The teacher, for worlds that import `llm`.
+    pub(crate) llm: Option<super::stage_plugin::LlmFn>,
+    /// The token counter, for worlds that import `tokenizer`.
+    pub(crate) tokens: Option<std::sync::Arc<crate::tokenizer::TokenCounter>>,
 }
 
 impl WasiView for StoreState {
@@ -121,6 +125,8 @@ impl StoreState {
             limiter: Limiter::new(limits),
             log,
             writes: WriteLog::default(),
+            llm: None,
+            tokens: None,
         })
     }
 }

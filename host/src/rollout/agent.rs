@@ -114,7 +114,11 @@ pub struct Rollout {
 /// SWE-agent's answer to a turn without a tool call.
 const NO_TOOL_CALL: &str = "Your last output did not use any tool calls!\nPlease make sure your output includes exactly _ONE_ function call!\nYou must invoke the function directly using the function call format.\nYou cannot invoke commands with ```, you have to use the function call format.\nIf you think you have already resolved the issue, please submit your changes by running the `submit` command.\nElse, please continue with a new tool call!";
 
-fn render(name: &str, template: &str, vars: &BTreeMap<String, String>) -> Result<String> {
+pub(crate) fn render(
+    name: &str,
+    template: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<String> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);

@@ -5,4 +5,5 @@ pub mod job;
 pub mod patch;
 pub mod trajectory;
 
+pub(crate) use agent::{blocking as agent_blocking, render as render_template};
 pub use agent::{run, Outcome, Rollout, RolloutSpec, Sampling, Templates};

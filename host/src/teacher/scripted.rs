@@ -186,13 +186,46 @@ fn next_call(t: &Target, calls: &[(String, Value, String)]) -> (String, Value) {
     submit()
 }
 
+/// The answer to a request without tools: a yes to a self-check question, otherwise a
+/// pull-request description of the target (for PR synthesis) that names the function and the
+/// file, in backticks, and describes no fix.
+fn text_answer(messages: &[Value]) -> String {
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    if last_user.contains("Answer with YES or NO") {
+        return "YES\nThe change edits the function the request is about and nothing else.".into();
+    }
+    match target(messages) {
+        None => "I cannot tell which function this is about.".into(),
+        Some(t) => format!(
+            "`{q}` in `{f}` does not behave as documented\n\n\
+             When I call `{q}` (defined in `{f}`) with ordinary arguments, the result is not what its \
+             docstring and its callers expect.\n\n\
+             Steps to reproduce:\n\
+             1. Import the module that defines `{q}`.\n\
+             2. Call `{q}` with typical arguments, as the existing callers do.\n\
+             3. Compare the result with the documented behaviour.\n\n\
+             Expected: the documented result.\n\
+             Actual: the behaviour differs, and the code of `{q}` needs a closer look.",
+            q = t.qualname,
+            f = t.file
+        ),
+    }
+}
+
 /// The policy as an OpenAI endpoint sees it: a request body in, a response body out.
 pub fn respond(request: &Value) -> Value {
     let empty = Vec::new();
     let messages = request["messages"].as_array().unwrap_or(&empty);
     let turn = messages.iter().filter(|m| m["role"] == "assistant").count();
     let model = request["model"].as_str().unwrap_or("scripted");
+    let no_tools = request["tools"].as_array().is_none_or(|t| t.is_empty());
     let (content, tool_calls) = match target(messages) {
+        _ if no_tools => (text_answer(messages), Vec::new()),
         None => (
             "I cannot find a backticked file and function in the task, so I stop here.".to_string(),
             vec![json!({"id": format!("call_{turn}"), "type": "function",
@@ -218,7 +251,11 @@ pub fn respond(request: &Value) -> Value {
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": content, "tool_calls": tool_calls},
+            "message": if tool_calls.is_empty() {
+                json!({"role": "assistant", "content": content})
+            } else {
+                json!({"role": "assistant", "content": content, "tool_calls": tool_calls})
+            },
             // As vLLM reports it with tool_choice "required".
             "finish_reason": "stop"
         }],

@@ -21,7 +21,9 @@ impl Config {
         let text = if text.trim().is_empty() { "{}" } else { text };
         let v: Value =
             serde_json::from_str(text).map_err(|e| format!("pr-synth: config is not JSON: {e}"))?;
-        let obj = v.as_object().ok_or("pr-synth: config must be a JSON object")?;
+        let obj = v
+            .as_object()
+            .ok_or("pr-synth: config must be a JSON object")?;
         let mut c = Config {
             demonstrations: Vec::new(),
             max_tokens: Some(1024),
@@ -94,7 +96,10 @@ pub fn prompt(config: &Config, task: &str, steps: &[StepView], patch: &str) -> S
             p.push_str(&clip(s.thought.trim(), config.max_step_chars));
         }
         for (name, args) in &s.calls {
-            p.push_str(&format!("\n  call {name} {}", clip(args, config.max_step_chars)));
+            p.push_str(&format!(
+                "\n  call {name} {}",
+                clip(args, config.max_step_chars)
+            ));
         }
         for r in &s.results {
             p.push_str(&format!("\n  result: {}", clip(r, config.max_step_chars)));
@@ -199,7 +204,10 @@ mod guest {
                 (prompt(config, &task, &steps, &patch), config.max_tokens)
             });
             let request = CompletionRequest {
-                messages: vec![text(Role::System, SYSTEM.into()), text(Role::User, prompt.0)],
+                messages: vec![
+                    text(Role::System, SYSTEM.into()),
+                    text(Role::User, prompt.0),
+                ],
                 tools: Vec::new(),
                 max_tokens: prompt.1,
                 temperature: None,
@@ -233,6 +241,8 @@ mod tests {
         assert!(p.starts_with("Fix `f` in `a.py`."));
         assert!(p.contains("result: 01234\n[... 5 more characters]"));
         assert!(p.contains("<example>\nExample issue.\n</example>"));
-        assert!(Config::parse(r#"{"bogus": 1}"#).unwrap_err().contains("bogus"));
+        assert!(Config::parse(r#"{"bogus": 1}"#)
+            .unwrap_err()
+            .contains("bogus"));
     }
 }

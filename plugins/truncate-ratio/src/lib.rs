@@ -38,7 +38,10 @@ pub fn keep(roles: &[&str], tokens: &[u32], budget: u32) -> Option<usize> {
     for (i, n) in tokens.iter().enumerate() {
         total += u64::from(*n);
         if total >= u64::from(budget) {
-            return roles[..i].iter().rposition(|r| *r == "assistant").map(|j| j + 1);
+            return roles[..i]
+                .iter()
+                .rposition(|r| *r == "assistant")
+                .map(|j| j + 1);
         }
     }
     Some(roles.len())
@@ -126,7 +129,11 @@ mod tests {
 
     #[test]
     fn chatml_renders_tool_calls_and_results() {
-        let a = chatml("assistant", "Look.", &[("view".into(), "{\"path\":\"a.py\"}".into())]);
+        let a = chatml(
+            "assistant",
+            "Look.",
+            &[("view".into(), "{\"path\":\"a.py\"}".into())],
+        );
         assert_eq!(
             a,
             "<|im_start|>assistant\nLook.\n<tool_call>\n{\"name\": \"view\", \"arguments\": {\"path\":\"a.py\"}}\n</tool_call><|im_end|>\n"

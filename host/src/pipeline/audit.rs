@@ -1,0 +1,223 @@
+//! `sera-host audit`: rebuild every shard offline from the corpus (recorded exchanges only,
+//! nothing reused) and check every hash the manifest names; `explain`: a row's provenance.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result};
+
+use super::run::{sha256_hex, Mode};
+use super::shards::{compress, merkle_root_hex, ShardInfo};
+use super::{build, read_manifest, Manifest};
+use crate::corpus::Corpus;
+
+/// What an audit found: `problems` empty means every hash matched.
+#[derive(Debug, Default)]
+pub struct AuditReport {
+    pub checked: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+fn lines(raw: &[u8]) -> Vec<&[u8]> {
+    raw.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn row_id(line: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["metadata"]["row_id"].as_str().map(String::from))
+        .unwrap_or_else(|| "(unreadable row)".into())
+}
+
+/// Where two shards' rows first differ: index and row id, with the row's provenance.
+fn first_difference(corpus: &Corpus, want: &[u8], got: &[u8]) -> String {
+    let (a, b) = (lines(want), lines(got));
+    let i = a
+        .iter()
+        .zip(&b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    let id = a
+        .get(i)
+        .map(|l| row_id(l))
+        .unwrap_or_else(|| "(no row)".into());
+    let chain = match corpus.row_provenance(&id) {
+        Ok(Some((_, p))) => {
+            let v: serde_json::Value = serde_json::from_slice(&p).unwrap_or_default();
+            format!(
+                "; provenance: {} {} of {} in snapshot {} (rollout 1 {}, rollout 2 {})",
+                v["stage"].as_str().unwrap_or("?"),
+                v["item"]["prompt_template"].as_str().unwrap_or("?"),
+                v["item"]["function"].as_str().unwrap_or("?"),
+                v["item"]["snapshot"].as_str().unwrap_or("?"),
+                v["rollout1"]["id"].as_str().unwrap_or("-"),
+                v["rollout2"]["id"].as_str().unwrap_or("-"),
+            )
+        }
+        _ => String::new(),
+    };
+    format!("first differing row: #{i} (row id {id}){chain}")
+}
+
+/// Audits the shards of `manifest_path` against a rebuild from `db`.
+pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
+    let m: Manifest = read_manifest(manifest_path)?;
+    let dir = manifest_path.parent().unwrap_or(Path::new("."));
+    let corpus = Corpus::open_existing(db)?;
+    let mut report = AuditReport::default();
+    let integrity = corpus.verify()?;
+    for b in &integrity.corrupt_blobs {
+        report.problems.push(format!(
+            "corpus blob {b}: its bytes no longer hash to its id"
+        ));
+    }
+    for s in &integrity.corrupt_snapshots {
+        report.problems.push(format!(
+            "corpus snapshot {s}: its entries no longer hash to its id"
+        ));
+    }
+    report.checked.push(format!(
+        "corpus: {} blobs, {} snapshots",
+        integrity.blobs_checked, integrity.snapshots_checked
+    ));
+    let pipeline_sha =
+        sha256_hex(crate::teacher::canonical_json(&serde_json::to_value(&m.pipeline)?).as_bytes());
+    if pipeline_sha != m.pipeline_sha256 {
+        report.problems.push(format!(
+            "pipeline: the embedded config hashes to {pipeline_sha}, the manifest says {}",
+            m.pipeline_sha256
+        ));
+    }
+    let corpus = Arc::new(Mutex::new(corpus));
+    let rebuilt = match build(
+        m.pipeline.clone(),
+        corpus.clone(),
+        m.snapshots.clone(),
+        Mode::Rebuild,
+        false,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            report
+                .problems
+                .push(format!("rebuild from the corpus failed: {e:#}"));
+            return Ok(report);
+        }
+    };
+    for (k, p) in &m.plugins {
+        match rebuilt.manifest.plugins.get(k) {
+            Some(q) if q.sha256 == p.sha256 => {}
+            Some(q) => report.problems.push(format!(
+                "plugin {k} ({}): sha256 {} now, {} in the manifest",
+                p.source, q.sha256, p.sha256
+            )),
+            None => report
+                .problems
+                .push(format!("plugin {k}: not in the rebuild")),
+        }
+    }
+    if rebuilt.manifest.tokenizer != m.tokenizer {
+        report.problems.push(format!(
+            "tokenizer: {:?} now, {:?} in the manifest",
+            rebuilt.manifest.tokenizer, m.tokenizer
+        ));
+    }
+    if rebuilt.manifest.exchanges != m.exchanges {
+        report.problems.push(format!(
+            "recorded exchanges: {:?} now, {:?} in the manifest",
+            rebuilt.manifest.exchanges, m.exchanges
+        ));
+    }
+    let c = corpus.lock().expect("corpus lock");
+    let per = m.pipeline.rows_per_shard.max(1);
+    let chunks: Vec<&[Vec<u8>]> = rebuilt.rows.chunks(per).collect();
+    if chunks.len() != m.shards.len() || rebuilt.rows.len() != m.rows {
+        report.problems.push(format!(
+            "rebuild has {} rows in {} shards, the manifest {} rows in {} shards",
+            rebuilt.rows.len(),
+            chunks.len(),
+            m.rows,
+            m.shards.len()
+        ));
+    }
+    let mut infos: Vec<ShardInfo> = Vec::new();
+    for (i, want) in m.shards.iter().enumerate() {
+        let mut raw = Vec::new();
+        for r in chunks.get(i).copied().unwrap_or_default() {
+            raw.extend_from_slice(r);
+            raw.push(b'\n');
+        }
+        let packed = compress(&raw)?;
+        let info = ShardInfo {
+            file: want.file.clone(),
+            rows: chunks.get(i).map_or(0, |c| c.len()),
+            raw_sha256: sha256_hex(&raw),
+            raw_bytes: raw.len() as u64,
+            sha256: sha256_hex(&packed),
+        };
+        let path = dir.join(&want.file);
+        let on_disk =
+            std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()));
+        match on_disk {
+            Err(e) => report.problems.push(format!("{e:#}")),
+            Ok(bytes) if sha256_hex(&bytes) != want.sha256 => {
+                let detail = match zstd::decode_all(&bytes[..]) {
+                    Ok(disk_raw) => first_difference(&c, &raw, &disk_raw),
+                    Err(e) => format!("it does not decompress ({e})"),
+                };
+                report.problems.push(format!(
+                    "{}: sha256 {} on disk, {} in the manifest; {detail}",
+                    want.file,
+                    sha256_hex(&bytes),
+                    want.sha256
+                ));
+            }
+            Ok(_) => report
+                .checked
+                .push(format!("{}: file matches the manifest", want.file)),
+        }
+        if info.raw_sha256 != want.raw_sha256
+            || info.sha256 != want.sha256
+            || info.rows != want.rows
+        {
+            let disk_raw = std::fs::read(&path)
+                .ok()
+                .and_then(|b| zstd::decode_all(&b[..]).ok())
+                .unwrap_or_default();
+            report.problems.push(format!(
+                "{}: the rebuild differs from the manifest (raw sha256 {} vs {}); {}",
+                want.file,
+                info.raw_sha256,
+                want.raw_sha256,
+                first_difference(&c, &disk_raw, &raw)
+            ));
+        } else {
+            report.checked.push(format!(
+                "{}: rebuilt byte for byte ({} rows)",
+                want.file, info.rows
+            ));
+        }
+        infos.push(info);
+    }
+    let root = merkle_root_hex(&m.shards)?;
+    if root != m.merkle_root {
+        report.problems.push(format!(
+            "merkle root: {root} from the listed shards, {} in the manifest",
+            m.merkle_root
+        ));
+    }
+    Ok(report)
+}
+
+/// `sera-host explain ROW_ID`: the stored provenance chain of a row (id or unique prefix).
+pub fn explain(db: &Path, row: &str) -> Result<String> {
+    let corpus = Corpus::open_existing(db)?;
+    match corpus.row_provenance(row)? {
+        Some((_, p)) => Ok(String::from_utf8(p)?),
+        None => anyhow::bail!("no shard row {row} in {}", db.display()),
+    }
+}

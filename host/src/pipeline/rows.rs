@@ -1,0 +1,222 @@
+//! From verified items to shard rows: filters, truncation, the mix of T1 and T2 rows.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::run::{sha256_hex, ItemResult, RolloutRef, Stages};
+use crate::rollout::trajectory::{Message, Role};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Metadata {
+    pub row_id: String,
+    pub repo: String,
+    pub snapshot: String,
+    pub function: String,
+    pub prompt_template: String,
+    pub stage: String,
+    pub r: Option<f64>,
+    pub truncation_ratio: f64,
+    pub teacher_model: String,
+}
+
+/// One training row, in the order trainers read the keys.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Row {
+    pub messages: Vec<Message>,
+    pub tools: Vec<Value>,
+    pub metadata: Metadata,
+}
+
+/// What the filters and truncation decided about one trajectory.
+#[derive(Clone, Debug, Serialize)]
+pub struct Decision {
+    pub stage: String,
+    pub patch_lines: usize,
+    pub avg_tool_tokens: f64,
+    /// Why it was dropped, if it was.
+    pub dropped: Option<String>,
+    pub ratio: Option<f64>,
+    /// Messages kept by truncation.
+    pub kept_messages: Option<usize>,
+}
+
+/// Changed lines of a unified diff (`+`/`-` lines, headers not counted).
+pub fn changed_lines(patch: &str) -> usize {
+    patch
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') && !l.starts_with("+++"))
+                || (l.starts_with('-') && !l.starts_with("---"))
+        })
+        .count()
+}
+
+/// A candidate row with what decided it.
+pub struct Candidate {
+    pub row: Row,
+    pub decision: Decision,
+}
+
+impl Stages {
+    /// Filters and truncation for one of an item's trajectories; `None` when the item has no
+    /// such trajectory.
+    pub fn candidate(&self, res: &ItemResult, stage: &str) -> Option<Candidate> {
+        let t: &RolloutRef = match stage {
+            "T1" => res.t1.as_ref()?,
+            _ => res.t2.as_ref()?,
+        };
+        // T1 counts once the item reached verification (it has a PR and a T2); T2 needs a score.
+        if res.t2.is_none() || res.stopped.is_some() {
+            return None;
+        }
+        let f = &self.cfg.filters;
+        let patch_lines = changed_lines(&t.patch);
+        let tool_msgs: Vec<&Message> = t
+            .trajectory
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::Tool)
+            .collect();
+        let avg_tool_tokens = if tool_msgs.is_empty() {
+            0.0
+        } else {
+            tool_msgs
+                .iter()
+                .map(|m| f64::from(self.tokens.count(&m.content)))
+                .sum::<f64>()
+                / tool_msgs.len() as f64
+        };
+        let mut decision = Decision {
+            stage: stage.into(),
+            patch_lines,
+            avg_tool_tokens,
+            dropped: None,
+            ratio: None,
+            kept_messages: None,
+        };
+        if f.max_patch_lines > 0 && patch_lines > f.max_patch_lines {
+            decision.dropped = Some(format!(
+                "max-patch-lines: {patch_lines} changed lines > {}",
+                f.max_patch_lines
+            ));
+        } else if f.max_avg_tool_tokens > 0 && avg_tool_tokens > f64::from(f.max_avg_tool_tokens) {
+            decision.dropped = Some(format!(
+                "max-avg-tool-tokens: {avg_tool_tokens:.0} > {}",
+                f.max_avg_tool_tokens
+            ));
+        } else {
+            let item = format!("{}:{stage}", res.item.key);
+            let all = t.trajectory.messages.len();
+            match crate::rollout::agent_blocking(|| {
+                self.truncator
+                    .keep(&item, &t.trajectory, self.cfg.truncation.budget)
+            }) {
+                Ok(Some(n)) => {
+                    let ratio = if all == 0 { 0.0 } else { n as f64 / all as f64 };
+                    decision.ratio = Some(ratio);
+                    decision.kept_messages = Some(n);
+                    if ratio < self.cfg.truncation.min_ratio {
+                        decision.dropped = Some(format!(
+                            "truncation ratio {ratio:.3} < {}",
+                            self.cfg.truncation.min_ratio
+                        ));
+                    }
+                }
+                Ok(None) => decision.dropped = Some("truncation: nothing fits the budget".into()),
+                Err(f) => decision.dropped = Some(format!("truncation failed: {f}")),
+            }
+        }
+        let kept = decision.kept_messages.unwrap_or(0);
+        let row_id = sha256_hex(format!("{}\0{stage}", res.item.key).as_bytes());
+        let row = Row {
+            messages: t.trajectory.messages[..kept.min(t.trajectory.messages.len())].to_vec(),
+            tools: t.trajectory.tools.clone(),
+            metadata: Metadata {
+                row_id,
+                repo: res.item.repo.clone(),
+                snapshot: res.item.snapshot.clone(),
+                function: res.item.function_key(),
+                prompt_template: res.item.prompt.id.clone(),
+                stage: stage.into(),
+                r: res.r,
+                truncation_ratio: decision.ratio.unwrap_or(0.0),
+                teacher_model: self.cfg.teacher.model.clone(),
+            },
+        };
+        Some(Candidate { row, decision })
+    }
+
+    /// The rows to emit: for each `[[mix]]` entry, its stage's surviving candidates with
+    /// r >= its minimum, best truncation ratio first, up to its count; then in row-id order.
+    pub fn mix(&self, candidates: &[Candidate]) -> Vec<usize> {
+        let mut chosen = std::collections::BTreeSet::new();
+        for m in &self.cfg.mix {
+            let min_r = m.min_r.or(if m.stage == "T2" {
+                Some(self.cfg.verify.threshold)
+            } else {
+                None
+            });
+            let mut pool: Vec<usize> = (0..candidates.len())
+                .filter(|i| !chosen.contains(i))
+                .filter(|&i| {
+                    let c = &candidates[i];
+                    c.decision.dropped.is_none()
+                        && c.row.metadata.stage == m.stage
+                        && min_r.is_none_or(|min| c.row.metadata.r.is_some_and(|r| r >= min))
+                })
+                .collect();
+            pool.sort_by(|&a, &b| {
+                let (ca, cb) = (&candidates[a].row.metadata, &candidates[b].row.metadata);
+                cb.truncation_ratio
+                    .total_cmp(&ca.truncation_ratio)
+                    .then_with(|| ca.row_id.cmp(&cb.row_id))
+            });
+            chosen.extend(pool.into_iter().take(m.count));
+        }
+        let mut out: Vec<usize> = chosen.into_iter().collect();
+        out.sort_by(|&a, &b| {
+            candidates[a]
+                .row
+                .metadata
+                .row_id
+                .cmp(&candidates[b].row.metadata.row_id)
+        });
+        out
+    }
+}
+
+/// What `sera-host explain` prints for a row.
+pub fn provenance(res: &ItemResult, c: &Candidate, plugins: &Value) -> Value {
+    let rollout = |r: &Option<RolloutRef>| {
+        r.as_ref().map(|r| {
+            json!({
+                "id": r.id,
+                "outcome": r.outcome,
+                "steps": r.steps,
+                "exchanges": r.trajectory.steps.iter().map(|s| format!("{}#{}", s.request_sha256, s.sample)).collect::<Vec<_>>(),
+                "patch_sha256": sha256_hex(r.patch.as_bytes()),
+            })
+        })
+    };
+    json!({
+        "row_id": c.row.metadata.row_id,
+        "stage": c.row.metadata.stage,
+        "item": {
+            "key": res.item.key,
+            "repo": res.item.repo,
+            "snapshot": res.item.snapshot,
+            "function": res.item.function_key(),
+            "lines": [res.item.function.start_line, res.item.function.end_line],
+            "prompt_template": res.item.prompt.id,
+            "prompt_category": res.item.prompt.category,
+        },
+        "rollout1": rollout(&res.t1),
+        "self_checks": res.self_checks,
+        "pr": res.pr,
+        "stage_exchanges": res.stage_exchanges.iter().map(|(h, s)| format!("{h}#{s}")).collect::<Vec<_>>(),
+        "rollout2": rollout(&res.t2),
+        "verification": {"r": res.r, "detail": res.verdict},
+        "filters_and_truncation": c.decision,
+        "plugins": plugins,
+    })
+}
