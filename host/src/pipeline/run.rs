@@ -471,11 +471,7 @@ impl Stages {
     }
 
     /// Asks the teacher whether rollout 1's patch is a fix for its request.
-    fn self_check(
-        &self,
-        t1: &RolloutRef,
-        sample: u32,
-    ) -> Result<(bool, String, Exchanges)> {
+    fn self_check(&self, t1: &RolloutRef, sample: u32) -> Result<(bool, String, Exchanges)> {
         let task = t1
             .trajectory
             .messages
@@ -519,11 +515,7 @@ impl Stages {
         })
     }
 
-    fn pr_text(
-        &self,
-        item: &Item,
-        t1: &RolloutRef,
-    ) -> Result<(Result<String, String>, Exchanges)> {
+    fn pr_text(&self, item: &Item, t1: &RolloutRef) -> Result<(Result<String, String>, Exchanges)> {
         let key = key_of(&json!({
             "stage": "pr-synth",
             "trajectory": sha256_hex(&serde_json::to_vec(&t1.trajectory.messages)?),
