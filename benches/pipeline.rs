@@ -74,7 +74,13 @@ fn main() {
     let cold = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let again = rt
-        .block_on(build(p.resolved.clone(), corpus, snapshots, Mode::Live, false))
+        .block_on(build(
+            p.resolved.clone(),
+            corpus,
+            snapshots,
+            Mode::Live,
+            false,
+        ))
         .unwrap();
     let warm = t.elapsed().as_secs_f64();
     assert_eq!(built.rows, again.rows);
