@@ -4,13 +4,15 @@
 //! replicating the real rows of part 1.
 //!
 //! Run: `cargo bench -p sera-host --bench pipeline`. SERA_BENCH_ITEMS sets part 1's items
-//! (default 60), SERA_BENCH_SHARD_MB part 2's volume (default 256).
+//! (default 60), SERA_BENCH_SOURCE its source (default python-stdlib:email), SERA_BENCH_SHARD_MB
+//! part 2's volume (default 256).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sera_host::corpus::Corpus;
 use sera_host::pipeline::config::Pipeline;
+use sera_host::pipeline::rows::{ChosenRows, RowSpill};
 use sera_host::pipeline::run::Mode;
 use sera_host::pipeline::shards::write_shards;
 use sera_host::pipeline::{build, ingest_sources};
@@ -27,6 +29,9 @@ fn env(name: &str, default: usize) -> usize {
 
 fn main() {
     let items = env("SERA_BENCH_ITEMS", 60);
+    // A bigger source for many items, e.g. the whole stdlib directory.
+    let source =
+        std::env::var("SERA_BENCH_SOURCE").unwrap_or_else(|_| "python-stdlib:email".into());
     let dir = tempfile::tempdir().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let demo = std::fs::read_to_string(root.join("corpora/demo/pipeline.toml")).unwrap();
@@ -43,7 +48,7 @@ fn main() {
             } else if l.starts_with("functions_per_repo") {
                 format!("functions_per_repo = {items}")
             } else if l.starts_with("sources") {
-                "sources = [\"python-stdlib:email\"]".into()
+                format!("sources = [\"{source}\"]")
             } else {
                 l.to_string()
             }
@@ -83,10 +88,16 @@ fn main() {
         ))
         .unwrap();
     let warm = t.elapsed().as_secs_f64();
-    assert_eq!(built.rows, again.rows);
+    let real: Vec<Vec<u8>> = (0..built.rows.len())
+        .map(|k| built.rows.get(k).unwrap())
+        .collect();
+    let real_again: Vec<Vec<u8>> = (0..again.rows.len())
+        .map(|k| again.rows.get(k).unwrap())
+        .collect();
+    assert_eq!(real, real_again);
     let n = built.summary.items;
     println!(
-        "{n} items (python-stdlib:email, 2 rollouts each + self-check + PR + verify + truncate, scripted teacher, 2 workers): {cold:.2} s = {:.1} items/s, {:.1} ms host time per item; a resumed run over the same items (all stored): {warm:.2} s",
+        "{n} items ({source}, 2 rollouts each + self-check + PR + verify + truncate, scripted teacher, 2 workers): {cold:.2} s = {:.1} items/s, {:.1} ms host time per item; a resumed run over the same items (all stored): {warm:.2} s",
         n as f64 / cold,
         cold * 1e3 / n as f64
     );
@@ -96,11 +107,11 @@ fn main() {
     let mut rows = Vec::new();
     let mut bytes = 0usize;
     'fill: loop {
-        for (i, r) in built.rows.iter().enumerate() {
+        for (i, r) in real.iter().enumerate() {
             // Each copy's letters shifted (escapes left alone), so that a shard holds ~3,000
             // distinct rows rather than the same 120 again and again, which zstd would
             // compress absurdly well.
-            let copy = rows.len() / built.rows.len();
+            let copy = rows.len() / real.len();
             let shift = (copy % 25 + 1) as u8;
             let mut row = format!("{{\"copy\":{copy},\"i\":{i},").into_bytes();
             let mut escaped = false;
@@ -122,8 +133,13 @@ fn main() {
         }
     }
     let out = dir.path().join("shards");
+    let mut spill = RowSpill::new().unwrap();
+    for r in &rows {
+        spill.push(r).unwrap();
+    }
+    let chosen = ChosenRows::new(spill, (0..rows.len()).collect());
     let t = Instant::now();
-    let shards = write_shards(&out, &rows, 1000).unwrap();
+    let shards = write_shards(&out, &chosen, 1000).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let packed: u64 = std::fs::read_dir(&out)
         .unwrap()

@@ -23,6 +23,9 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// Python source and English averages 3.5-4.5).
 pub const ESTIMATE_BYTES_PER_TOKEN: usize = 4;
 
+/// Counts kept before the cache starts over.
+const CACHE_ENTRIES: usize = 1 << 18;
+
 /// Where a tokenizer comes from, as the pipeline configures it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenizerSource {
@@ -200,7 +203,12 @@ impl TokenCounter {
                 .unwrap_or(text.len() as u32),
             Counter::Estimate => text.len().div_ceil(ESTIMATE_BYTES_PER_TOKEN) as u32,
         };
-        self.cache.lock().expect("token cache").insert(key, n);
+        let mut cache = self.cache.lock().expect("token cache");
+        // Bounded (~20 MB): a long run sees millions of distinct texts.
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, n);
         n
     }
 }

@@ -134,11 +134,13 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
     }
     let c = corpus.lock().expect("corpus lock");
     let per = m.pipeline.rows_per_shard.max(1);
-    let chunks: Vec<&[Vec<u8>]> = rebuilt.rows.chunks(per).collect();
-    if chunks.len() != m.shards.len() || rebuilt.rows.len() != m.rows {
+    let n = rebuilt.rows.len();
+    let chunks: Vec<std::ops::Range<usize>> =
+        (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect();
+    if chunks.len() != m.shards.len() || n != m.rows {
         report.problems.push(format!(
             "rebuild has {} rows in {} shards, the manifest {} rows in {} shards",
-            rebuilt.rows.len(),
+            n,
             chunks.len(),
             m.rows,
             m.shards.len()
@@ -146,15 +148,12 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
     }
     let mut infos: Vec<ShardInfo> = Vec::new();
     for (i, want) in m.shards.iter().enumerate() {
-        let mut raw = Vec::new();
-        for r in chunks.get(i).copied().unwrap_or_default() {
-            raw.extend_from_slice(r);
-            raw.push(b'\n');
-        }
+        let range = chunks.get(i).cloned().unwrap_or(0..0);
+        let raw = super::shards::shard_raw(&rebuilt.rows, range.clone())?;
         let packed = compress(&raw)?;
         let info = ShardInfo {
             file: want.file.clone(),
-            rows: chunks.get(i).map_or(0, |c| c.len()),
+            rows: range.len(),
             raw_sha256: sha256_hex(&raw),
             raw_bytes: raw.len() as u64,
             sha256: sha256_hex(&packed),

@@ -21,6 +21,7 @@ use crate::corpus::{ingest, Corpus, IngestOptions, Source};
 use crate::teacher::canonical_json;
 use config::{Pipeline, Resolved};
 use run::{sha256_hex, ItemResult, Mode, Stages};
+use sha2::Digest as _;
 use shards::ShardInfo;
 
 pub const MANIFEST_FORMAT: &str = "sera-host-shards/1";
@@ -133,70 +134,121 @@ pub fn ingest_sources(corpus: &Corpus, cfg: &Resolved) -> Result<Vec<SnapshotRef
     Ok(out)
 }
 
-/// Runs the stages over every item, `concurrency` at a time.
-async fn process_all(stages: &Arc<Stages>, items: Vec<run::Item>) -> Result<Vec<ItemResult>> {
-    let limit = Arc::new(tokio::sync::Semaphore::new(stages.cfg.teacher.concurrency));
-    let mut handles = Vec::new();
-    for item in items {
-        let (stages, limit) = (stages.clone(), limit.clone());
-        handles.push(tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore");
-            let key = item.key.clone();
-            stages
-                .process(item)
-                .await
-                .with_context(|| format!("item {key}"))
-        }));
-    }
-    let mut results = Vec::new();
-    let mut first_err = None;
-    for h in handles {
-        match h.await.context("item task")? {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(results),
-    }
-}
-
-fn exchanges_digest(corpus: &Corpus, results: &[ItemResult]) -> Result<BTreeMap<String, Value>> {
+/// sha256 over "request sample response-sha256" lines of an item's exchanges, in sorted order,
+/// and how many there are.
+fn item_exchanges(corpus: &Corpus, r: &ItemResult) -> Result<([u8; 32], usize)> {
     let mut all = BTreeSet::new();
-    for r in results {
-        for t in [&r.t1, &r.t2].into_iter().flatten() {
-            for s in &t.trajectory.steps {
-                all.insert((s.request_sha256.clone(), s.sample));
-            }
+    for t in [&r.t1, &r.t2].into_iter().flatten() {
+        for s in &t.trajectory.steps {
+            all.insert((s.request_sha256.clone(), s.sample));
         }
-        all.extend(r.stage_exchanges.iter().cloned());
     }
-    let mut lines = String::new();
+    all.extend(r.stage_exchanges.iter().cloned());
+    let mut h = sha2::Sha256::new();
     for (req, sample) in &all {
         let ex = corpus
             .exchange(req, *sample)?
             .with_context(|| format!("exchange {req}#{sample} is not recorded"))?;
-        lines.push_str(&format!("{req} {sample} {}\n", sha256_hex(&ex.response)));
+        h.update(format!("{req} {sample} {}\n", sha256_hex(&ex.response)));
     }
-    Ok(BTreeMap::from([
-        ("count".into(), json!(all.len())),
-        ("sha256".into(), json!(sha256_hex(lines.as_bytes()))),
-    ]))
+    Ok((h.finalize().into(), all.len()))
 }
 
-/// Everything a run produces, before it is written anywhere.
+/// What one finished item leaves behind: small facts, and its candidate rows.
+struct ItemPost {
+    key: String,
+    exchanges: ([u8; 32], usize),
+    candidates: Vec<(rows::RowMeta, Vec<u8>, Vec<u8>)>,
+    tally: Summary,
+}
+
+impl Stages {
+    /// Everything after verification for one item, done in its own task so that nothing of
+    /// its trajectories outlives it: filters, truncation, the rows and their provenance.
+    fn post(&self, r: &ItemResult, plugins: &Value) -> Result<ItemPost> {
+        let mut t = Summary::default();
+        for ro in [&r.t1, &r.t2].into_iter().flatten() {
+            for s in &ro.trajectory.steps {
+                t.tokens += s.usage.total_tokens;
+                t.teacher_seconds += s.latency_ms as f64 / 1000.0;
+            }
+        }
+        t.rollout1_submitted = usize::from(r.t1.as_ref().is_some_and(|x| x.outcome == "submitted"));
+        t.prs = usize::from(r.pr.is_some());
+        t.rollout2_submitted = usize::from(r.t2.as_ref().is_some_and(|x| x.outcome == "submitted"));
+        if let Some(score) = r.r {
+            t.scored = 1;
+            t.verified = usize::from(score >= self.cfg.verify.threshold);
+            let bucket = if score >= 1.0 {
+                10
+            } else {
+                (score * 10.0).floor() as usize
+            };
+            t.r_histogram[bucket.min(10)] += 1;
+        }
+        if let Some(why) = &r.stopped {
+            let kind = why.split(':').next().unwrap_or(why).to_string();
+            *t.stopped.entry(kind).or_default() += 1;
+        }
+        let mut candidates = Vec::new();
+        for stage in ["T1", "T2"] {
+            if let Some(c) = self.candidate(r, stage) {
+                if let Some(why) = &c.decision.dropped {
+                    let kind = why.split(':').next().unwrap_or(why).to_string();
+                    *t.dropped.entry(format!("{stage} {kind}")).or_default() += 1;
+                }
+                let meta = rows::RowMeta::of(&c);
+                let p = rows::provenance(r, &c, plugins);
+                candidates.push((
+                    meta,
+                    serde_json::to_vec(&c.row)?,
+                    serde_json::to_vec_pretty(&p)?,
+                ));
+            }
+        }
+        let exchanges = item_exchanges(&self.corpus.lock().expect("corpus lock"), r)?;
+        Ok(ItemPost {
+            key: r.item.key.clone(),
+            exchanges,
+            candidates,
+            tally: t,
+        })
+    }
+}
+
+impl Summary {
+    fn add(&mut self, o: Summary) {
+        self.items += 1;
+        self.rollout1_submitted += o.rollout1_submitted;
+        self.prs += o.prs;
+        self.rollout2_submitted += o.rollout2_submitted;
+        self.scored += o.scored;
+        self.verified += o.verified;
+        for (a, b) in self.r_histogram.iter_mut().zip(o.r_histogram) {
+            *a += b;
+        }
+        for (k, n) in o.stopped {
+            *self.stopped.entry(k).or_default() += n;
+        }
+        for (k, n) in o.dropped {
+            *self.dropped.entry(k).or_default() += n;
+        }
+        self.tokens += o.tokens;
+        self.teacher_seconds += o.teacher_seconds;
+    }
+}
+
+/// Everything a run produces, before it is written anywhere. Rows wait in a spill file, so
+/// memory does not grow with their size.
 pub struct Built {
     pub manifest: Manifest,
-    pub rows: Vec<Vec<u8>>,
-    pub provenance: Vec<(String, Vec<u8>)>,
+    pub rows: rows::ChosenRows,
     pub summary: Summary,
 }
 
 /// Runs every stage for `snapshots` and builds the rows and the manifest (shard hashes are
-/// filled in when the shards are written).
+/// filled in when the shards are written). Items run `teacher.concurrency` at a time; each
+/// one's trajectories are dropped as soon as its rows are spilled.
 pub async fn build(
     cfg: Resolved,
     corpus: Arc<Mutex<Corpus>>,
@@ -211,59 +263,6 @@ pub async fn build(
         .collect();
     let items = run::select(&corpus.lock().expect("corpus lock"), &pairs, &cfg)?;
     stages.progress.set_items(items.len() as u64);
-    let results = process_all(&stages, items).await?;
-    let mut summary = Summary {
-        items: results.len(),
-        tokenizer: stages.tokens.description.clone(),
-        ..Summary::default()
-    };
-    let mut candidates = Vec::new();
-    let mut owners = Vec::new();
-    for (i, r) in results.iter().enumerate() {
-        for t in [&r.t1, &r.t2].into_iter().flatten() {
-            for s in &t.trajectory.steps {
-                summary.tokens += s.usage.total_tokens;
-                summary.teacher_seconds += s.latency_ms as f64 / 1000.0;
-            }
-        }
-        if r.t1.as_ref().is_some_and(|t| t.outcome == "submitted") {
-            summary.rollout1_submitted += 1;
-        }
-        summary.prs += usize::from(r.pr.is_some());
-        if r.t2.as_ref().is_some_and(|t| t.outcome == "submitted") {
-            summary.rollout2_submitted += 1;
-        }
-        if let Some(score) = r.r {
-            summary.scored += 1;
-            summary.verified += usize::from(score >= cfg.verify.threshold);
-            let bucket = if score >= 1.0 {
-                10
-            } else {
-                (score * 10.0).floor() as usize
-            };
-            summary.r_histogram[bucket.min(10)] += 1;
-        }
-        if let Some(why) = &r.stopped {
-            let kind = why.split(':').next().unwrap_or(why).to_string();
-            *summary.stopped.entry(kind).or_default() += 1;
-        }
-        for stage in ["T1", "T2"] {
-            if let Some(c) = stages.candidate(r, stage) {
-                if let Some(why) = &c.decision.dropped {
-                    let kind = why.split(':').next().unwrap_or(why).to_string();
-                    *summary
-                        .dropped
-                        .entry(format!("{stage} {kind}"))
-                        .or_default() += 1;
-                }
-                candidates.push(c);
-                owners.push(i);
-            }
-        }
-        stages.progress.post.inc(1);
-    }
-    stages.progress.finish();
-    let chosen = stages.mix(&candidates);
     let plugins: BTreeMap<String, PluginRef> = stages
         .plugin_hashes
         .iter()
@@ -277,24 +276,83 @@ pub async fn build(
             )
         })
         .collect();
-    let plugins_json = serde_json::to_value(&plugins)?;
-    let mut rows = Vec::new();
-    let mut provenance = Vec::new();
+    let plugins_json = Arc::new(serde_json::to_value(&plugins)?);
+    let mut summary = Summary {
+        tokenizer: stages.tokens.description.clone(),
+        ..Summary::default()
+    };
+    let mut spill = rows::RowSpill::new()?;
+    let mut metas = Vec::new();
+    let mut digests: Vec<(String, [u8; 32])> = Vec::new();
+    let mut exchange_count = 0usize;
+    let mut joins = tokio::task::JoinSet::new();
+    let mut pending = items.into_iter();
+    let limit = cfg.teacher.concurrency.max(1);
+    let mut first_err: Option<anyhow::Error> = None;
+    loop {
+        while first_err.is_none() && joins.len() < limit {
+            let Some(item) = pending.next() else { break };
+            let (stages, plugins_json) = (stages.clone(), plugins_json.clone());
+            joins.spawn(async move {
+                let key = item.key.clone();
+                let res = stages
+                    .process(item)
+                    .await
+                    .with_context(|| format!("item {key}"))?;
+                let post = stages
+                    .post(&res, &plugins_json)
+                    .with_context(|| format!("item {key}"));
+                stages.progress.post.inc(1);
+                post
+            });
+        }
+        let Some(done) = joins.join_next().await else {
+            break;
+        };
+        match done.context("item task")? {
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+            Ok(post) => {
+                summary.add(post.tally);
+                digests.push((post.key, post.exchanges.0));
+                exchange_count += post.exchanges.1;
+                let mut provenance = Vec::new();
+                for (meta, row, prov) in post.candidates {
+                    provenance.push((meta.row_id.clone(), prov));
+                    spill.push(&row)?;
+                    metas.push(meta);
+                }
+                if mode != Mode::Rebuild {
+                    corpus
+                        .lock()
+                        .expect("corpus lock")
+                        .put_row_provenance(&provenance)?;
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    stages.progress.finish();
+    let chosen = stages.mix(&metas);
     for &i in &chosen {
-        let c = &candidates[i];
-        rows.push(serde_json::to_vec(&c.row)?);
-        let p = rows::provenance(&results[owners[i]], c, &plugins_json);
-        provenance.push((
-            c.row.metadata.row_id.clone(),
-            serde_json::to_vec_pretty(&p)?,
-        ));
-        if c.row.metadata.stage == "T1" {
+        if metas[i].stage == "T1" {
             summary.rows_t1 += 1;
         } else {
             summary.rows_t2 += 1;
         }
     }
-    let exchanges = exchanges_digest(&corpus.lock().expect("corpus lock"), &results)?;
+    digests.sort();
+    let mut h = sha2::Sha256::new();
+    for (key, d) in &digests {
+        h.update(format!("{key} {}\n", hex::encode(d)));
+    }
+    let exchanges = BTreeMap::from([
+        ("count".into(), json!(exchange_count)),
+        ("sha256".into(), json!(hex::encode(h.finalize()))),
+    ]);
     let tokenizer = BTreeMap::from([
         ("kind".to_string(), cfg.truncation.tokenizer.kind.clone()),
         ("sha256".to_string(), stages.tokens.fingerprint.clone()),
@@ -308,14 +366,13 @@ pub async fn build(
         tokenizer,
         snapshots,
         exchanges,
-        rows: rows.len(),
+        rows: chosen.len(),
         shards: Vec::new(),
         merkle_root: String::new(),
     };
     Ok(Built {
         manifest,
-        rows,
-        provenance,
+        rows: rows::ChosenRows::new(spill, chosen),
         summary,
     })
 }
@@ -342,10 +399,6 @@ pub async fn execute(p: &Pipeline, mode: Mode, progress: bool) -> Result<Summary
     let shards = shards::write_shards(&p.out, &built.rows, p.resolved.rows_per_shard)?;
     built.manifest.merkle_root = shards::merkle_root_hex(&shards)?;
     built.manifest.shards = shards;
-    corpus
-        .lock()
-        .expect("corpus lock")
-        .put_row_provenance(&built.provenance)?;
     let path = p.out.join("manifest.json");
     let tmp = p.out.join(".manifest.json.tmp");
     std::fs::write(&tmp, manifest_bytes(&built.manifest)?)

@@ -148,7 +148,7 @@ impl Stages {
 
     /// The rows to emit: for each `[[mix]]` entry, its stage's surviving candidates with
     /// r >= its minimum, best truncation ratio first, up to its count; then in row-id order.
-    pub fn mix(&self, candidates: &[Candidate]) -> Vec<usize> {
+    pub fn mix(&self, candidates: &[RowMeta]) -> Vec<usize> {
         let mut chosen = std::collections::BTreeSet::new();
         for m in &self.cfg.mix {
             let min_r = m.min_r.or(if m.stage == "T2" {
@@ -160,28 +160,102 @@ impl Stages {
                 .filter(|i| !chosen.contains(i))
                 .filter(|&i| {
                     let c = &candidates[i];
-                    c.decision.dropped.is_none()
-                        && c.row.metadata.stage == m.stage
-                        && min_r.is_none_or(|min| c.row.metadata.r.is_some_and(|r| r >= min))
+                    !c.dropped
+                        && c.stage == m.stage
+                        && min_r.is_none_or(|min| c.r.is_some_and(|r| r >= min))
                 })
                 .collect();
             pool.sort_by(|&a, &b| {
-                let (ca, cb) = (&candidates[a].row.metadata, &candidates[b].row.metadata);
-                cb.truncation_ratio
-                    .total_cmp(&ca.truncation_ratio)
+                let (ca, cb) = (&candidates[a], &candidates[b]);
+                cb.ratio
+                    .total_cmp(&ca.ratio)
                     .then_with(|| ca.row_id.cmp(&cb.row_id))
             });
             chosen.extend(pool.into_iter().take(m.count));
         }
         let mut out: Vec<usize> = chosen.into_iter().collect();
-        out.sort_by(|&a, &b| {
-            candidates[a]
-                .row
-                .metadata
-                .row_id
-                .cmp(&candidates[b].row.metadata.row_id)
-        });
+        out.sort_by(|&a, &b| candidates[a].row_id.cmp(&candidates[b].row_id));
         out
+    }
+}
+
+/// What the mix needs to know of a candidate row.
+#[derive(Clone, Debug)]
+pub struct RowMeta {
+    pub row_id: String,
+    pub stage: String,
+    pub r: Option<f64>,
+    pub ratio: f64,
+    pub dropped: bool,
+}
+
+impl RowMeta {
+    pub fn of(c: &Candidate) -> RowMeta {
+        RowMeta {
+            row_id: c.row.metadata.row_id.clone(),
+            stage: c.row.metadata.stage.clone(),
+            r: c.row.metadata.r,
+            ratio: c.row.metadata.truncation_ratio,
+            dropped: c.decision.dropped.is_some(),
+        }
+    }
+}
+
+/// Candidate rows, appended to an unnamed temporary file as items finish.
+pub struct RowSpill {
+    file: std::fs::File,
+    at: Vec<(u64, usize)>,
+    end: u64,
+}
+
+impl RowSpill {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(RowSpill {
+            file: tempfile::tempfile()?,
+            at: Vec::new(),
+            end: 0,
+        })
+    }
+
+    pub fn push(&mut self, row: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write;
+        self.file.write_all(row)?;
+        self.at.push((self.end, row.len()));
+        self.end += row.len() as u64;
+        Ok(())
+    }
+
+    pub fn get(&self, i: usize) -> anyhow::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let (off, len) = self.at[i];
+        let mut buf = vec![0; len];
+        self.file.read_exact_at(&mut buf, off)?;
+        Ok(buf)
+    }
+}
+
+/// The rows a run emits, in shard order, read from the spill one at a time.
+pub struct ChosenRows {
+    spill: RowSpill,
+    order: Vec<usize>,
+}
+
+impl ChosenRows {
+    pub fn new(spill: RowSpill, order: Vec<usize>) -> Self {
+        ChosenRows { spill, order }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The `k`th row in shard order.
+    pub fn get(&self, k: usize) -> anyhow::Result<Vec<u8>> {
+        self.spill.get(self.order[k])
     }
 }
 

@@ -37,17 +37,18 @@ pub fn compress(raw: &[u8]) -> Result<Vec<u8>> {
 /// Writes `rows` (each one JSON line, without its newline) as shards of `per_shard` rows into
 /// `dir`, each through a temporary file renamed into place; removes shards a previous run left
 /// beyond the new count.
-pub fn write_shards(dir: &Path, rows: &[Vec<u8>], per_shard: usize) -> Result<Vec<ShardInfo>> {
+pub fn write_shards(
+    dir: &Path,
+    rows: &super::rows::ChosenRows,
+    per_shard: usize,
+) -> Result<Vec<ShardInfo>> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let per = per_shard.max(1);
     let mut out = Vec::new();
-    for (i, chunk) in rows.chunks(per_shard.max(1)).enumerate() {
-        let mut raw = Vec::with_capacity(chunk.iter().map(|r| r.len() + 1).sum());
-        for r in chunk {
-            raw.extend_from_slice(r);
-            raw.push(b'\n');
-        }
-        let info = write_one(dir, &shard_name(i), &raw, chunk.len())?;
-        out.push(info);
+    for (i, start) in (0..rows.len()).step_by(per).enumerate() {
+        let end = (start + per).min(rows.len());
+        let raw = shard_raw(rows, start..end)?;
+        out.push(write_one(dir, &shard_name(i), &raw, end - start)?);
     }
     for e in std::fs::read_dir(dir)? {
         let name = e?.file_name().to_string_lossy().into_owned();
@@ -61,6 +62,16 @@ pub fn write_shards(dir: &Path, rows: &[Vec<u8>], per_shard: usize) -> Result<Ve
         }
     }
     Ok(out)
+}
+
+/// The JSONL bytes of rows `range`.
+pub fn shard_raw(rows: &super::rows::ChosenRows, range: std::ops::Range<usize>) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    for k in range {
+        raw.extend_from_slice(&rows.get(k)?);
+        raw.push(b'\n');
+    }
+    Ok(raw)
 }
 
 pub fn write_one(dir: &Path, name: &str, raw: &[u8], rows: usize) -> Result<ShardInfo> {
