@@ -374,3 +374,34 @@ fn config_errors_name_the_key() {
         );
     }
 }
+
+#[test]
+fn several_prompts_per_function_make_distinct_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(pipeline_in(dir.path(), "")).unwrap();
+    let text = base
+        .replacen("functions_per_repo = 12", "functions_per_repo = 3", 1)
+        .replacen(
+            "min_lines = 5",
+            "min_lines = 5\nprompts_per_function = 3",
+            1,
+        );
+    let p = dir.path().join("three.toml");
+    std::fs::write(&p, text).unwrap();
+    let summary = run(&p, &["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(v["items"], 9, "{summary}");
+    let db = dir.path().join("demo.sqlite");
+    let conn = rusqlite::Connection::open(db).unwrap();
+    // Three functions, each with three different change requests: nine first rollouts. The
+    // scripted teacher's PR text depends on the function only, so the three second rollouts
+    // of a function have equal inputs and are one stored rollout: three more.
+    let (functions, rollouts): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(DISTINCT function), COUNT(*) FROM rollouts",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((functions, rollouts), (3, 12));
+}

@@ -55,6 +55,10 @@ pub struct SelectSection {
     pub skip_tests: bool,
     #[serde(default = "d_min_lines")]
     pub min_lines: u32,
+    /// Change requests per function, each a different prompt of the set (SERA samples
+    /// several per function).
+    #[serde(default = "d_one")]
+    pub prompts_per_function: usize,
 }
 
 impl Default for SelectSection {
@@ -64,6 +68,7 @@ impl Default for SelectSection {
             seed: 0,
             skip_tests: true,
             min_lines: d_min_lines(),
+            prompts_per_function: 1,
         }
     }
 }
@@ -273,6 +278,9 @@ fn d_true() -> bool {
 fn d_functions_per_repo() -> usize {
     8
 }
+fn d_one() -> usize {
+    1
+}
 fn d_min_lines() -> u32 {
     5
 }
@@ -451,6 +459,9 @@ impl Pipeline {
             .collect();
         if file.select.functions_per_repo == 0 {
             return Err(bad("select.functions_per_repo", "must be at least 1"));
+        }
+        if file.select.prompts_per_function == 0 {
+            return Err(bad("select.prompts_per_function", "must be at least 1"));
         }
         match file.teacher.kind.as_str() {
             "scripted" => {}

@@ -82,25 +82,28 @@ pub fn select(
             })
             .collect();
         fns.sort_by(|a, b| a.0.cmp(&b.0));
+        let n_prompts = cfg.prompts.rollout1.len();
         for (rank, f) in fns.into_iter().take(s.functions_per_repo) {
-            let pick = u64::from_str_radix(&rank[..15], 16).expect("hex") as usize
-                % cfg.prompts.rollout1.len();
-            let prompt = cfg.prompts.rollout1[pick].clone();
-            let key = key_of(&json!({
-                "snapshot": snapshot,
-                "path": f.path,
-                "qualname": f.qualname,
-                "start_line": f.start_line,
-                "prompt": prompt,
-                "seed": s.seed,
-            }));
-            items.push(Item {
-                key,
-                repo: repo.clone(),
-                snapshot: snapshot.clone(),
-                function: f,
-                prompt,
-            });
+            // Distinct prompts for one function: consecutive ones from a hash-picked start.
+            let first = u64::from_str_radix(&rank[..15], 16).expect("hex") as usize % n_prompts;
+            for k in 0..s.prompts_per_function.min(n_prompts) {
+                let prompt = cfg.prompts.rollout1[(first + k) % n_prompts].clone();
+                let key = key_of(&json!({
+                    "snapshot": snapshot,
+                    "path": f.path,
+                    "qualname": f.qualname,
+                    "start_line": f.start_line,
+                    "prompt": prompt,
+                    "seed": s.seed,
+                }));
+                items.push(Item {
+                    key,
+                    repo: repo.clone(),
+                    snapshot: snapshot.clone(),
+                    function: f.clone(),
+                    prompt,
+                });
+            }
         }
     }
     items.sort_by(|a, b| a.key.cmp(&b.key));
