@@ -594,7 +594,10 @@ async fn api_key_extra_fields_and_concurrency_limit() {
                     sera_host::rollout::trajectory::Role::User,
                     format!("Look at `f{i}` in `m.py`."),
                 )],
-                tools: Vec::new().into(),
+                // With tools: the scripted policy answers a request without tools in text.
+                tools: vec![serde_json::json!({"type": "function", "function": {
+                    "name": "search_file", "description": "", "parameters": {"type": "object"}}})]
+                .into(),
                 tool_choice: Some(serde_json::json!("required")),
                 temperature: Some(0.6),
                 top_p: Some(0.95),

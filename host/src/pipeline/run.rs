@@ -46,7 +46,8 @@ pub struct Item {
     pub repo: String,
     pub snapshot: String,
     pub function: SnapshotFunction,
-    pub prompt: Prompt,
+    /// Shared by every item it was picked for.
+    pub prompt: Arc<Prompt>,
 }
 
 impl Item {
@@ -83,11 +84,12 @@ pub fn select(
             .collect();
         fns.sort_by(|a, b| a.0.cmp(&b.0));
         let n_prompts = cfg.prompts.rollout1.len();
+        let shared: Vec<Arc<Prompt>> = cfg.prompts.rollout1.iter().cloned().map(Arc::new).collect();
         for (rank, f) in fns.into_iter().take(s.functions_per_repo) {
             // Distinct prompts for one function: consecutive ones from a hash-picked start.
             let first = u64::from_str_radix(&rank[..15], 16).expect("hex") as usize % n_prompts;
             for k in 0..s.prompts_per_function.min(n_prompts) {
-                let prompt = cfg.prompts.rollout1[(first + k) % n_prompts].clone();
+                let prompt = shared[(first + k) % n_prompts].clone();
                 let key = key_of(&json!({
                     "snapshot": snapshot,
                     "path": f.path,

@@ -8,6 +8,10 @@
 //!    replacement is refused),
 //! 4. `submit`, and `submit` again when the host asks to confirm.
 //!
+//! A request without tools gets text: YES to a self-check question, otherwise a pull-request
+//! description of the target (for PR synthesis) naming the function and file, with
+//! reproduction steps and no fix.
+//!
 //! It finds its target in the first user message: the first backticked name ending in `.py`
 //! is the file, the first other backticked name is the function (`Class.method` allowed).
 //! It never invents facts about code; its one edit is a marker comment.
