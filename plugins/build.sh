@@ -19,10 +19,10 @@ export RUSTFLAGS="-L /usr/lib/wasm32-wasi -C target-feature=+simd128" CARGO_TARG
 export RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=$here=/plugins --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
 cd "$here"
 /usr/bin/cargo build --release -Zbuild-std=std,panic_abort --target wasm32-wasip2 \
-  -p line-recall -p hostile -p swe-tools -p fs-ops -p pr-synth -p truncate-ratio
+  -p line-recall -p hostile -p swe-tools -p fs-ops -p pr-synth -p truncate-ratio -p max-patch-lines -p max-avg-tool-tokens
 mkdir -p "$out"
-for name in line-recall hostile swe-tools fs-ops pr-synth truncate-ratio; do
+for name in line-recall hostile swe-tools fs-ops pr-synth truncate-ratio max-patch-lines max-avg-tool-tokens; do
   cp "target/wasm32-wasip2/release/${name//-/_}.wasm" "$out/$name.wasm"
 done
-(cd "$out" && sha256sum line-recall.wasm hostile.wasm swe-tools.wasm fs-ops.wasm pr-synth.wasm truncate-ratio.wasm > SHA256SUMS && cat SHA256SUMS)
+(cd "$out" && sha256sum line-recall.wasm hostile.wasm swe-tools.wasm fs-ops.wasm pr-synth.wasm truncate-ratio.wasm max-patch-lines.wasm max-avg-tool-tokens.wasm > SHA256SUMS && cat SHA256SUMS)
 "$here/toolchain.sh" > "$out/TOOLCHAIN"

@@ -405,3 +405,41 @@ fn several_prompts_per_function_make_distinct_items() {
         .unwrap();
     assert_eq!((functions, rollouts), (3, 12));
 }
+
+#[test]
+fn filters_are_plugins_that_drop_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(pipeline_in(dir.path(), "")).unwrap();
+    let text = base
+        .replacen("functions_per_repo = 12", "functions_per_repo = 4", 1)
+        .replacen("config = { max = 40 }", "config = { max = 0 }", 1);
+    let p = dir.path().join("strict.toml");
+    std::fs::write(&p, text).unwrap();
+    let summary = run(&p, &[]);
+    assert!(
+        summary.contains("dropped: T1 max-patch-lines: 4"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("dropped: T2 max-patch-lines: 4"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("rows: 0 T2 + 0 T1 in 0 shards"),
+        "{summary}"
+    );
+    // A plugin of another world is refused when the pipeline starts.
+    let wrong = base.replacen(
+        "plugin = \"builtin:max-patch-lines\"",
+        "plugin = \"builtin:line-recall\"",
+        1,
+    );
+    std::fs::write(&p, wrong).unwrap();
+    let o = bin().arg("run").arg(&p).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("implements the verifier world, not the trajectory-filter world"),
+        "{err}"
+    );
+}

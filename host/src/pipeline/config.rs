@@ -26,8 +26,8 @@ struct File {
     pr_synth: PluginSection,
     #[serde(default)]
     verify: VerifySection,
-    #[serde(default)]
-    filters: Filters,
+    #[serde(default = "d_filters")]
+    filters: Vec<FilterSpec>,
     #[serde(default)]
     truncation: TruncationSection,
     output: OutputSection,
@@ -186,24 +186,23 @@ impl Default for VerifySection {
     }
 }
 
+/// One filter: a `trajectory-filter` plugin and its config, applied to T1 and T2 alike.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Filters {
-    /// Changed lines (+ and -) in the rollout's patch at most; 0 turns the filter off.
-    #[serde(default = "d_max_patch_lines")]
-    pub max_patch_lines: usize,
-    /// Mean tokens of the tool results at most; 0 turns the filter off.
-    #[serde(default = "d_max_avg_tool_tokens")]
-    pub max_avg_tool_tokens: u32,
+pub struct FilterSpec {
+    pub plugin: String,
+    #[serde(default = "d_empty_table")]
+    pub config: Value,
 }
 
-impl Default for Filters {
-    fn default() -> Self {
-        Filters {
-            max_patch_lines: d_max_patch_lines(),
-            max_avg_tool_tokens: d_max_avg_tool_tokens(),
-        }
-    }
+fn d_filters() -> Vec<FilterSpec> {
+    ["builtin:max-patch-lines", "builtin:max-avg-tool-tokens"]
+        .into_iter()
+        .map(|p| FilterSpec {
+            plugin: p.into(),
+            config: d_empty_table(),
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -314,12 +313,6 @@ fn d_retries() -> u32 {
 fn d_threshold() -> f64 {
     1.0
 }
-fn d_max_patch_lines() -> usize {
-    40
-}
-fn d_max_avg_tool_tokens() -> u32 {
-    600
-}
 fn d_budget() -> u32 {
     32_768
 }
@@ -405,7 +398,7 @@ pub struct Resolved {
     pub self_check: SelfCheckSection,
     pub pr_synth: PluginSection,
     pub verify: VerifySection,
-    pub filters: Filters,
+    pub filters: Vec<FilterSpec>,
     pub truncation: TruncationSection,
     pub rows_per_shard: usize,
     pub mix: Vec<Mix>,
@@ -575,6 +568,10 @@ impl Pipeline {
         rollout.tools = plugin("rollout.tools", &rollout.tools)?;
         let mut verify = file.verify;
         verify.plugin = plugin("verify.plugin", &verify.plugin)?;
+        let mut filters = file.filters;
+        for (i, f) in filters.iter_mut().enumerate() {
+            f.plugin = plugin(&format!("filters[{i}].plugin"), &f.plugin)?;
+        }
         let mut truncation = file.truncation;
         truncation.plugin = plugin("truncation.plugin", &truncation.plugin)?;
         let tk = &mut truncation.tokenizer;
@@ -617,7 +614,7 @@ impl Pipeline {
                 self_check: file.self_check,
                 pr_synth,
                 verify,
-                filters: file.filters,
+                filters,
                 truncation,
                 rows_per_shard: file.output.rows_per_shard,
                 mix,

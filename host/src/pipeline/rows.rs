@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::run::{sha256_hex, ItemResult, RolloutRef, Stages};
-use crate::rollout::trajectory::{Message, Role};
+use crate::rollout::trajectory::Message;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Metadata {
@@ -32,7 +32,6 @@ pub struct Row {
 pub struct Decision {
     pub stage: String,
     pub patch_lines: usize,
-    pub avg_tool_tokens: f64,
     /// Why it was dropped, if it was.
     pub dropped: Option<String>,
     pub ratio: Option<f64>,
@@ -69,43 +68,26 @@ impl Stages {
         if res.t2.is_none() || res.stopped.is_some() {
             return None;
         }
-        let f = &self.cfg.filters;
-        let patch_lines = changed_lines(&t.patch);
-        let tool_msgs: Vec<&Message> = t
-            .trajectory
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::Tool)
-            .collect();
-        let avg_tool_tokens = if tool_msgs.is_empty() {
-            0.0
-        } else {
-            tool_msgs
-                .iter()
-                .map(|m| f64::from(self.tokens.count(&m.content)))
-                .sum::<f64>()
-                / tool_msgs.len() as f64
-        };
         let mut decision = Decision {
             stage: stage.into(),
-            patch_lines,
-            avg_tool_tokens,
+            patch_lines: changed_lines(&t.patch),
             dropped: None,
             ratio: None,
             kept_messages: None,
         };
-        if f.max_patch_lines > 0 && patch_lines > f.max_patch_lines {
-            decision.dropped = Some(format!(
-                "max-patch-lines: {patch_lines} changed lines > {}",
-                f.max_patch_lines
-            ));
-        } else if f.max_avg_tool_tokens > 0 && avg_tool_tokens > f64::from(f.max_avg_tool_tokens) {
-            decision.dropped = Some(format!(
-                "max-avg-tool-tokens: {avg_tool_tokens:.0} > {}",
-                f.max_avg_tool_tokens
-            ));
+        let item = format!("{}:{stage}", res.item.key);
+        for f in &self.filters {
+            match crate::rollout::agent_blocking(|| f.check(&item, &t.trajectory, &t.patch)) {
+                Ok(None) => {}
+                Ok(Some(why)) => decision.dropped = Some(why),
+                Err(e) => decision.dropped = Some(format!("filter {} failed: {e}", f.name())),
+            }
+            if decision.dropped.is_some() {
+                break;
+            }
+        }
+        if decision.dropped.is_some() {
         } else {
-            let item = format!("{}:{stage}", res.item.key);
             let all = t.trajectory.messages.len();
             match crate::rollout::agent_blocking(|| {
                 self.truncator

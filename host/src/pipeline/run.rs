@@ -15,7 +15,7 @@ use super::config::{Prompt, Resolved};
 use crate::corpus::{in_tests_path, RolloutRow, SnapshotFunction};
 use crate::plugin::{
     Limits, LlmFn, LlmRequest, PatchPair, PluginEngine, PluginSource, PrSynthesizer, ToolsPlugin,
-    Truncator, Verifier,
+    TrajectoryFilter, Truncator, Verifier,
 };
 use crate::rollout::agent_blocking as blocking;
 use crate::rollout::job::{function_vars, rollout_id, workspace_root, SharedCorpus};
@@ -161,6 +161,7 @@ pub struct Stages {
     pub pr_synth: PrSynthesizer,
     pub verifier: Mutex<Verifier>,
     pub truncator: Truncator,
+    pub filters: Vec<TrajectoryFilter>,
     pub tokens: Arc<TokenCounter>,
     pub plugin_hashes: BTreeMap<String, (String, String)>,
     pub progress: super::progress::Progress,
@@ -247,6 +248,21 @@ impl Stages {
             "truncation".into(),
             (cfg.truncation.plugin.clone(), t_p.sha256.clone()),
         );
+        let mut filters = Vec::new();
+        for (i, f) in cfg.filters.iter().enumerate() {
+            let loaded = load(&f.plugin)?;
+            filters.push(TrajectoryFilter::new(
+                &engine,
+                &loaded,
+                &plugin_config(&f.config),
+                Limits::default(),
+                tokens.clone(),
+            )?);
+            plugin_hashes.insert(
+                format!("filters[{i}]"),
+                (f.plugin.clone(), loaded.sha256.clone()),
+            );
+        }
         let teacher: Arc<dyn Teacher> = match mode {
             Mode::Replay | Mode::Rebuild => Arc::new(ReplayTeacher::new(corpus.clone())),
             Mode::Live => {
@@ -280,6 +296,7 @@ impl Stages {
             pr_synth,
             verifier: Mutex::new(verifier),
             truncator,
+            filters,
             tokens,
             plugin_hashes,
             progress: super::progress::Progress::new(progress),

@@ -20,14 +20,16 @@ pub enum WorldKind {
     Tools,
     PrSynthesizer,
     Truncation,
+    TrajectoryFilter,
 }
 
 impl WorldKind {
-    pub const ALL: [WorldKind; 4] = [
+    pub const ALL: [WorldKind; 5] = [
         Self::Verifier,
         Self::Tools,
         Self::PrSynthesizer,
         Self::Truncation,
+        Self::TrajectoryFilter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +38,7 @@ impl WorldKind {
             Self::Tools => "tools",
             Self::PrSynthesizer => "pr-synthesizer",
             Self::Truncation => "truncation",
+            Self::TrajectoryFilter => "trajectory-filter",
         }
     }
 
@@ -46,6 +49,7 @@ impl WorldKind {
             Self::Tools => "tool-provider",
             Self::PrSynthesizer => "pr-synthesis",
             Self::Truncation => "truncate",
+            Self::TrajectoryFilter => "filter",
         }
     }
 
@@ -54,7 +58,7 @@ impl WorldKind {
         match self {
             Self::Verifier | Self::Tools => &["types", "log"],
             Self::PrSynthesizer => &["types", "log", "llm"],
-            Self::Truncation => &["types", "log", "tokenizer"],
+            Self::Truncation | Self::TrajectoryFilter => &["types", "log", "tokenizer"],
         }
     }
 }

@@ -22,6 +22,6 @@ pub use inspect::{inspect, Inspection, WorldKind};
 pub use limits::Limits;
 pub use output::LogEntry;
 pub use source::{PluginSource, BUILTINS};
-pub use stage_plugin::{trajectory_to_wit, LlmFn, LlmRequest, PrSynthesizer, Truncator};
+pub use stage_plugin::{LlmFn, LlmRequest, PrSynthesizer, TrajectoryFilter, Truncator};
 pub use tools::{ToolSession, ToolSpec, ToolsPlugin};
 pub use verifier::{PatchPair, Verdict, Verifier};

@@ -24,6 +24,14 @@ pub const BUILTINS: &[(&str, &[u8])] = &[
         "truncate-ratio",
         include_bytes!("../../../plugins/dist/truncate-ratio.wasm"),
     ),
+    (
+        "max-patch-lines",
+        include_bytes!("../../../plugins/dist/max-patch-lines.wasm"),
+    ),
+    (
+        "max-avg-tool-tokens",
+        include_bytes!("../../../plugins/dist/max-avg-tool-tokens.wasm"),
+    ),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -39,6 +39,18 @@ mod trunc_bindings {
     });
 }
 
+mod filter_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "trajectory-filter",
+        with: {
+            "sera:plugin/types": super::super::verifier::bindings::sera::plugin::types,
+            "sera:plugin/log": super::super::verifier::bindings::sera::plugin::log,
+            "sera:plugin/tokenizer": super::trunc_bindings::sera::plugin::tokenizer,
+        },
+    });
+}
+
 use super::verifier::bindings::sera::plugin::types as wit;
 
 /// A completion asked for by a plugin, in the host's message model.
@@ -409,6 +421,81 @@ impl Truncator {
                 Ok(Some(n))
             }
             Ok(Err(_)) => Ok(None),
+            Err(e) => Err(l.trapped(item, &mut store, e)),
+        }
+    }
+}
+
+/// A trajectory filter. `Send + Sync`; each call gets a fresh instance.
+pub struct TrajectoryFilter {
+    linked: Linked<filter_bindings::TrajectoryFilterPre<StoreState>>,
+    tokens: Arc<TokenCounter>,
+}
+
+impl TrajectoryFilter {
+    pub fn new(
+        engine: &PluginEngine,
+        plugin: &LoadedPlugin,
+        config: &str,
+        limits: Limits,
+        tokens: Arc<TokenCounter>,
+    ) -> Result<Self> {
+        check_world(engine, plugin, WorldKind::TrajectoryFilter)?;
+        let mut linker = linker(engine)?;
+        filter_bindings::TrajectoryFilter::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+        let pre = linker
+            .instantiate_pre(&plugin.component)
+            .and_then(filter_bindings::TrajectoryFilterPre::new)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{}: cannot link the filter", plugin.source))?;
+        Ok(Self {
+            linked: Linked {
+                name: plugin.name.as_str().into(),
+                sha256: plugin.sha256.as_str().into(),
+                pre,
+                limits,
+                config: config.to_string(),
+            },
+            tokens,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.linked.name
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.linked.sha256
+    }
+
+    /// `Ok(None)` keeps the trajectory, `Ok(Some(reason))` drops it.
+    pub fn check(
+        &self,
+        item: &str,
+        trajectory: &Trajectory,
+        patch: &str,
+    ) -> Result<Option<String>, PluginFailure> {
+        let l = &self.linked;
+        let mut store = l.store(l.pre.engine(), item)?;
+        store.data_mut().tokens = Some(self.tokens.clone());
+        let b = l
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| l.trapped(item, &mut store, e))?;
+        match b.sera_plugin_filter().call_init(&mut store, &l.config) {
+            Ok(Ok(())) => {}
+            Ok(Err(m)) => return Err(l.failure(item, FailureKind::Init, m)),
+            Err(e) => return Err(l.trapped(item, &mut store, e)),
+        }
+        let _ = store.set_fuel(l.limits.fuel_per_call);
+        match b.sera_plugin_filter().call_check(
+            &mut store,
+            &trajectory_to_wit(trajectory),
+            &patch.to_string(),
+        ) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(m)) => Err(l.failure(item, FailureKind::GuestError, m)),
             Err(e) => Err(l.trapped(item, &mut store, e)),
         }
     }
