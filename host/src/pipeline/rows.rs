@@ -31,23 +31,11 @@ pub struct Row {
 #[derive(Clone, Debug, Serialize)]
 pub struct Decision {
     pub stage: String,
-    pub patch_lines: usize,
-    /// Why it was dropped, if it was.
+    /// Why it was dropped (the first filter's reason, or truncation's), if it was.
     pub dropped: Option<String>,
     pub ratio: Option<f64>,
     /// Messages kept by truncation.
     pub kept_messages: Option<usize>,
-}
-
-/// Changed lines of a unified diff (`+`/`-` lines, headers not counted).
-pub fn changed_lines(patch: &str) -> usize {
-    patch
-        .lines()
-        .filter(|l| {
-            (l.starts_with('+') && !l.starts_with("+++"))
-                || (l.starts_with('-') && !l.starts_with("---"))
-        })
-        .count()
 }
 
 /// A candidate row with what decided it.
@@ -70,7 +58,6 @@ impl Stages {
         }
         let mut decision = Decision {
             stage: stage.into(),
-            patch_lines: changed_lines(&t.patch),
             dropped: None,
             ratio: None,
             kept_messages: None,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::Store;
 
 use super::engine::{LoadedPlugin, PluginEngine};
@@ -253,6 +253,68 @@ impl<P> Linked<P> {
     }
 }
 
+type Call<'a, B, T> =
+    Box<dyn FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<Result<T, String>> + 'a>;
+
+impl<P> Linked<P> {
+    /// One fresh instance for one item: `setup` fills its store, then `init(config)`, then
+    /// `call`. A trap, a refused config or a guest `err` is the item's failure.
+    fn once<B, T>(
+        &self,
+        item: &str,
+        engine: &wasmtime::Engine,
+        setup: impl FnOnce(&mut StoreState),
+        instantiate: impl FnOnce(&P, &mut Store<StoreState>) -> wasmtime::Result<B>,
+        init: Call<'_, B, ()>,
+        call: Call<'_, B, T>,
+    ) -> Result<T, PluginFailure> {
+        let mut store = self.store(engine, item)?;
+        setup(store.data_mut());
+        let b =
+            instantiate(&self.pre, &mut store).map_err(|e| self.trapped(item, &mut store, e))?;
+        match init(&b, &mut store) {
+            Ok(Ok(())) => {}
+            Ok(Err(m)) => return Err(self.failure(item, FailureKind::Init, m)),
+            Err(e) => return Err(self.trapped(item, &mut store, e)),
+        }
+        let _ = store.set_fuel(self.limits.fuel_per_call);
+        match call(&b, &mut store) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(m)) => Err(self.failure(item, FailureKind::GuestError, m)),
+            Err(e) => Err(self.trapped(item, &mut store, e)),
+        }
+    }
+}
+
+impl<P> Linked<P> {
+    /// Checks the world, links WASI and the world's imports, and pre-instantiates.
+    fn link(
+        engine: &PluginEngine,
+        plugin: &LoadedPlugin,
+        want: WorldKind,
+        config: &str,
+        limits: Limits,
+        add: impl FnOnce(&mut Linker<StoreState>) -> wasmtime::Result<()>,
+        typed: impl FnOnce(InstancePre<StoreState>) -> wasmtime::Result<P>,
+    ) -> Result<Self> {
+        check_world(engine, plugin, want)?;
+        let mut linker = linker(engine)?;
+        add(&mut linker).map_err(anyhow::Error::from)?;
+        let pre = linker
+            .instantiate_pre(&plugin.component)
+            .and_then(typed)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{}: cannot link the {want} plugin", plugin.source))?;
+        Ok(Linked {
+            name: plugin.name.as_str().into(),
+            sha256: plugin.sha256.as_str().into(),
+            pre,
+            limits,
+            config: config.to_string(),
+        })
+    }
+}
+
 fn check_world(engine: &PluginEngine, plugin: &LoadedPlugin, want: WorldKind) -> Result<()> {
     let info = inspect(engine, plugin)?;
     if info.world != want {
@@ -283,24 +345,16 @@ impl PrSynthesizer {
         config: &str,
         limits: Limits,
     ) -> Result<Self> {
-        check_world(engine, plugin, WorldKind::PrSynthesizer)?;
-        let mut linker = linker(engine)?;
-        pr_bindings::PrSynthesizer::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)?;
-        let pre = linker
-            .instantiate_pre(&plugin.component)
-            .and_then(pr_bindings::PrSynthesizerPre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{}: cannot link the PR synthesiser", plugin.source))?;
-        Ok(Self {
-            linked: Linked {
-                name: plugin.name.as_str().into(),
-                sha256: plugin.sha256.as_str().into(),
-                pre,
-                limits,
-                config: config.to_string(),
-            },
-        })
+        let linked = Linked::link(
+            engine,
+            plugin,
+            WorldKind::PrSynthesizer,
+            config,
+            limits,
+            |l| pr_bindings::PrSynthesizer::add_to_linker::<_, HasSelf<_>>(l, |s| s),
+            pr_bindings::PrSynthesizerPre::new,
+        )?;
+        Ok(Self { linked })
     }
 
     pub fn sha256(&self) -> &str {
@@ -317,30 +371,19 @@ impl PrSynthesizer {
         llm: LlmFn,
     ) -> Result<String, PluginFailure> {
         let l = &self.linked;
-        let mut store = l.store(l.pre.engine(), item)?;
-        store.data_mut().llm = Some(llm);
-        let b = l
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| l.trapped(item, &mut store, e))?;
-        match b
-            .sera_plugin_pr_synthesis()
-            .call_init(&mut store, &l.config)
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(m)) => return Err(l.failure(item, FailureKind::Init, m)),
-            Err(e) => return Err(l.trapped(item, &mut store, e)),
-        }
-        let _ = store.set_fuel(l.limits.fuel_per_call);
-        match b.sera_plugin_pr_synthesis().call_synthesize(
-            &mut store,
-            &trajectory_to_wit(trajectory),
-            &patch.to_string(),
-        ) {
-            Ok(Ok(text)) => Ok(text),
-            Ok(Err(m)) => Err(l.failure(item, FailureKind::GuestError, m)),
-            Err(e) => Err(l.trapped(item, &mut store, e)),
-        }
+        let (t, patch) = (trajectory_to_wit(trajectory), patch.to_string());
+        l.once(
+            item,
+            l.pre.engine(),
+            |s| s.llm = Some(llm),
+            |pre, store| pre.instantiate(store),
+            Box::new(|b: &pr_bindings::PrSynthesizer, s| {
+                b.sera_plugin_pr_synthesis().call_init(s, &l.config)
+            }),
+            Box::new(|b: &pr_bindings::PrSynthesizer, s| {
+                b.sera_plugin_pr_synthesis().call_synthesize(s, &t, &patch)
+            }),
+        )
     }
 }
 
@@ -358,25 +401,16 @@ impl Truncator {
         limits: Limits,
         tokens: Arc<TokenCounter>,
     ) -> Result<Self> {
-        check_world(engine, plugin, WorldKind::Truncation)?;
-        let mut linker = linker(engine)?;
-        trunc_bindings::Truncation::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)?;
-        let pre = linker
-            .instantiate_pre(&plugin.component)
-            .and_then(trunc_bindings::TruncationPre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{}: cannot link the truncation plugin", plugin.source))?;
-        Ok(Self {
-            linked: Linked {
-                name: plugin.name.as_str().into(),
-                sha256: plugin.sha256.as_str().into(),
-                pre,
-                limits,
-                config: config.to_string(),
-            },
-            tokens,
-        })
+        let linked = Linked::link(
+            engine,
+            plugin,
+            WorldKind::Truncation,
+            config,
+            limits,
+            |l| trunc_bindings::Truncation::add_to_linker::<_, HasSelf<_>>(l, |s| s),
+            trunc_bindings::TruncationPre::new,
+        )?;
+        Ok(Self { linked, tokens })
     }
 
     pub fn sha256(&self) -> &str {
@@ -392,37 +426,32 @@ impl Truncator {
         budget: u32,
     ) -> Result<Option<usize>, PluginFailure> {
         let l = &self.linked;
-        let mut store = l.store(l.pre.engine(), item)?;
-        store.data_mut().tokens = Some(self.tokens.clone());
-        let b = l
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| l.trapped(item, &mut store, e))?;
-        match b.sera_plugin_truncate().call_init(&mut store, &l.config) {
-            Ok(Ok(())) => {}
-            Ok(Err(m)) => return Err(l.failure(item, FailureKind::Init, m)),
-            Err(e) => return Err(l.trapped(item, &mut store, e)),
-        }
-        let _ = store.set_fuel(l.limits.fuel_per_call);
         let input = trajectory_to_wit(trajectory);
-        match b
-            .sera_plugin_truncate()
-            .call_truncate(&mut store, &input, budget)
-        {
-            Ok(Ok(out)) => {
-                let n = out.messages.len();
-                if n > input.messages.len() || out.messages[..] != input.messages[..n] {
-                    return Err(l.failure(
-                        item,
-                        FailureKind::MalformedReturn,
-                        "the truncated trajectory is not a prefix of the input's messages".into(),
-                    ));
-                }
-                Ok(Some(n))
-            }
-            Ok(Err(_)) => Ok(None),
-            Err(e) => Err(l.trapped(item, &mut store, e)),
+        let out = l.once(
+            item,
+            l.pre.engine(),
+            |s| s.tokens = Some(self.tokens.clone()),
+            |pre, store| pre.instantiate(store),
+            Box::new(|b: &trunc_bindings::Truncation, s| {
+                b.sera_plugin_truncate().call_init(s, &l.config)
+            }),
+            // A guest `err` means "drop the item": a value here, not a failure.
+            Box::new(|b: &trunc_bindings::Truncation, s| {
+                b.sera_plugin_truncate()
+                    .call_truncate(s, &input, budget)
+                    .map(Ok)
+            }),
+        )?;
+        let Ok(out) = out else { return Ok(None) };
+        let n = out.messages.len();
+        if n > input.messages.len() || out.messages[..] != input.messages[..n] {
+            return Err(l.failure(
+                item,
+                FailureKind::MalformedReturn,
+                "the truncated trajectory is not a prefix of the input's messages".into(),
+            ));
         }
+        Ok(Some(n))
     }
 }
 
@@ -440,25 +469,16 @@ impl TrajectoryFilter {
         limits: Limits,
         tokens: Arc<TokenCounter>,
     ) -> Result<Self> {
-        check_world(engine, plugin, WorldKind::TrajectoryFilter)?;
-        let mut linker = linker(engine)?;
-        filter_bindings::TrajectoryFilter::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)?;
-        let pre = linker
-            .instantiate_pre(&plugin.component)
-            .and_then(filter_bindings::TrajectoryFilterPre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{}: cannot link the filter", plugin.source))?;
-        Ok(Self {
-            linked: Linked {
-                name: plugin.name.as_str().into(),
-                sha256: plugin.sha256.as_str().into(),
-                pre,
-                limits,
-                config: config.to_string(),
-            },
-            tokens,
-        })
+        let linked = Linked::link(
+            engine,
+            plugin,
+            WorldKind::TrajectoryFilter,
+            config,
+            limits,
+            |l| filter_bindings::TrajectoryFilter::add_to_linker::<_, HasSelf<_>>(l, |s| s),
+            filter_bindings::TrajectoryFilterPre::new,
+        )?;
+        Ok(Self { linked, tokens })
     }
 
     pub fn name(&self) -> &str {
@@ -477,26 +497,18 @@ impl TrajectoryFilter {
         patch: &str,
     ) -> Result<Option<String>, PluginFailure> {
         let l = &self.linked;
-        let mut store = l.store(l.pre.engine(), item)?;
-        store.data_mut().tokens = Some(self.tokens.clone());
-        let b = l
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| l.trapped(item, &mut store, e))?;
-        match b.sera_plugin_filter().call_init(&mut store, &l.config) {
-            Ok(Ok(())) => {}
-            Ok(Err(m)) => return Err(l.failure(item, FailureKind::Init, m)),
-            Err(e) => return Err(l.trapped(item, &mut store, e)),
-        }
-        let _ = store.set_fuel(l.limits.fuel_per_call);
-        match b.sera_plugin_filter().call_check(
-            &mut store,
-            &trajectory_to_wit(trajectory),
-            &patch.to_string(),
-        ) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(m)) => Err(l.failure(item, FailureKind::GuestError, m)),
-            Err(e) => Err(l.trapped(item, &mut store, e)),
-        }
+        let (t, patch) = (trajectory_to_wit(trajectory), patch.to_string());
+        l.once(
+            item,
+            l.pre.engine(),
+            |s| s.tokens = Some(self.tokens.clone()),
+            |pre, store| pre.instantiate(store),
+            Box::new(|b: &filter_bindings::TrajectoryFilter, s| {
+                b.sera_plugin_filter().call_init(s, &l.config)
+            }),
+            Box::new(|b: &filter_bindings::TrajectoryFilter, s| {
+                b.sera_plugin_filter().call_check(s, &t, &patch)
+            }),
+        )
     }
 }
