@@ -87,3 +87,20 @@ fn estimate_says_what_it_is_and_bad_files_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_tokenizer_json_gives_the_same_tokens() {
+    let q = qwen();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(&path, q.to_json().unwrap().unwrap()).unwrap();
+    let j = TokenCounter::new(&TokenizerSource::Json(path)).unwrap();
+    assert!(j.description.contains("tokenizer.json"));
+    for text in [
+        "<|im_start|>user\nFix `f` in `a.py`.<|im_end|>\n",
+        "def f(x):\n    return x  # café ünïcode\n",
+        "<tool_call>\n{\"name\": \"view\"}\n</tool_call>",
+    ] {
+        assert_eq!(j.encode(text).unwrap(), q.encode(text).unwrap(), "{text}");
+    }
+}

@@ -171,6 +171,18 @@ impl TokenCounter {
         })
     }
 
+    /// The tokenizer as a Hugging Face `tokenizer.json`; `None` for the estimate.
+    pub fn to_json(&self) -> Result<Option<String>> {
+        match &self.counter {
+            Counter::Real(tok) => {
+                Ok(Some(tok.to_string(false).map_err(|e| {
+                    anyhow::anyhow!("tokenizer: cannot serialise: {e}")
+                })?))
+            }
+            Counter::Estimate => Ok(None),
+        }
+    }
+
     pub fn is_estimate(&self) -> bool {
         matches!(self.counter, Counter::Estimate)
     }
