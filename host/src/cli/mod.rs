@@ -44,6 +44,8 @@ enum Command {
     Audit(pipeline::AuditArgs),
     /// Print the provenance chain of a shard row.
     Explain(pipeline::ExplainArgs),
+    /// Import trajectories made by other tools (SWE-agent .traj, OpenAI JSONL) into the corpus.
+    Import(pipeline::ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +147,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => pipeline::run(args),
         Command::Audit(args) => pipeline::audit(args),
         Command::Explain(args) => pipeline::explain(args),
+        Command::Import(args) => pipeline::import(args),
         Command::Plugin(PluginCommand::Inspect {
             plugin,
             json,

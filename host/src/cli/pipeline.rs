@@ -89,3 +89,39 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
     println!();
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// swe-agent (.traj, 0.x and 1.x) or openai-jsonl.
+    #[arg(long)]
+    format: String,
+    /// Files, or directories searched for files of the format.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[arg(long)]
+    db: PathBuf,
+    /// Import the rest when a file is bad, and report what was skipped.
+    #[arg(long)]
+    keep_going: bool,
+}
+
+pub fn import(args: ImportArgs) -> Result<ExitCode> {
+    let format = crate::import::Format::parse(&args.format)?;
+    let corpus = crate::corpus::Corpus::open(&args.db)?;
+    let r = crate::import::import_paths(&corpus, format, &args.paths, args.keep_going)?;
+    println!(
+        "{} files: {} trajectories imported, {} already in the corpus, {} files skipped",
+        r.files,
+        r.imported,
+        r.existing,
+        r.skipped.len()
+    );
+    for s in &r.skipped {
+        println!("skipped: {s}");
+    }
+    Ok(if r.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -8,6 +8,7 @@
 
 mod exchanges;
 mod functions;
+mod imports;
 mod ingest;
 mod schema;
 mod stages;
@@ -23,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 pub use exchanges::{Exchange, RolloutRow};
 pub use functions::{index_python, PyFunction};
+pub use imports::ImportRow;
 pub use ingest::{ingest, IngestOptions, IngestReport, Skipped, Source};
 pub use tree::{check_path, snapshot_id, Entry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK};
 

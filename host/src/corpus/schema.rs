@@ -100,6 +100,18 @@ const MIGRATIONS: &[&str] = &[
         provenance TEXT NOT NULL REFERENCES blobs(id),  -- JSON: the chain of stages behind it
         created_at TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 4: trajectories imported from other tools, each with where it came from.
+    "CREATE TABLE imports (
+        id TEXT PRIMARY KEY,            -- sha256 of (source file sha256, locator)
+        format TEXT NOT NULL,           -- swe-agent, openai-jsonl, ...
+        source TEXT NOT NULL,           -- the file as given
+        source_sha256 TEXT NOT NULL,
+        locator TEXT NOT NULL,          -- where in the file: 'whole file', 'line 12'
+        instance_id TEXT,
+        trajectory TEXT NOT NULL REFERENCES blobs(id),  -- JSON, the one trajectory model
+        patch TEXT REFERENCES blobs(id),
+        imported_at TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

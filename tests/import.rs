@@ -1,0 +1,199 @@
+//! `sera-host import` on the real SWE-agent trajectories in ../shared/fixtures (GPT-4 runs,
+//! SWE-agent 0.x and 1.x formats) and on OpenAI JSONL, with bad input.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use sera_host::corpus::Corpus;
+use sera_host::rollout::trajectory::{Role, Trajectory};
+
+fn fixtures() -> PathBuf {
+    common::repo_root().join("../shared/fixtures/trajectories/swe-agent")
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sera-host"))
+}
+
+/// Counts read straight from a .traj file: messages, and tool calls (1.x `tool_calls`, or one
+/// per 0.x `action`).
+fn source_counts(path: &PathBuf) -> (usize, usize) {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let h = v["history"].as_array().unwrap();
+    let calls = h
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .map(|m| match m["tool_calls"].as_array() {
+            Some(tc) => tc.len(),
+            None => usize::from(m["action"].is_string()),
+        })
+        .sum();
+    (h.len(), calls)
+}
+
+#[test]
+fn every_swe_agent_fixture_imports_with_its_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.sqlite");
+    let out = bin()
+        .args(["import", "--format", "swe-agent", "--db"])
+        .arg(&db)
+        .arg(fixtures())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("4 files: 4 trajectories imported"),
+        "{text}"
+    );
+    let corpus = Corpus::open(&db).unwrap();
+    let rows = corpus.imports().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        let t: Trajectory = serde_json::from_slice(&row.trajectory).unwrap();
+        let (messages, calls) = source_counts(&PathBuf::from(&row.source));
+        assert_eq!(t.messages.len(), messages, "{}", row.source);
+        let got: usize = t.messages.iter().map(|m| m.tool_calls.len()).sum();
+        assert_eq!(got, calls, "{}", row.source);
+        // Every tool result answers a call made before it; arguments are JSON object texts.
+        let mut made = std::collections::HashSet::new();
+        for m in &t.messages {
+            for c in &m.tool_calls {
+                made.insert(c.id.clone());
+                let args: serde_json::Value = serde_json::from_str(&c.function.arguments).unwrap();
+                assert!(args.is_object(), "{}", c.function.arguments);
+            }
+            if m.role == Role::Tool {
+                assert!(
+                    made.contains(m.tool_call_id.as_ref().unwrap()),
+                    "{}",
+                    row.source
+                );
+            }
+        }
+        assert!(
+            t.messages.iter().any(|m| m.reasoning_content.is_some()),
+            "thoughts kept"
+        );
+        assert_eq!(row.format, "swe-agent");
+        assert_eq!(row.locator, "whole file");
+    }
+    // pydicom: the patch is the sidecar .patch, byte for byte.
+    let pydicom = rows
+        .iter()
+        .find(|r| r.source.ends_with("pydicom__pydicom-1458.traj"))
+        .unwrap();
+    let sidecar = std::fs::read(fixtures().join("pydicom__pydicom-1458.patch")).unwrap();
+    assert_eq!(pydicom.patch.as_deref(), Some(&sidecar[..]));
+    // 0.x actions became bash calls answered by the next observation.
+    let t: Trajectory = serde_json::from_slice(&pydicom.trajectory).unwrap();
+    let first = t
+        .messages
+        .iter()
+        .find(|m| !m.tool_calls.is_empty())
+        .unwrap();
+    assert_eq!(first.tool_calls[0].function.name, "bash");
+    assert!(first.tool_calls[0]
+        .function
+        .arguments
+        .contains("create reproduce_bug.py"));
+    // A second import of the same files adds nothing.
+    let again = bin()
+        .args(["import", "--format", "swe-agent", "--db"])
+        .arg(&db)
+        .arg(fixtures())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 trajectories imported, 4 already"));
+}
+
+#[test]
+fn bad_input_names_file_and_place_and_keep_going_imports_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(fixtures().join("swe-agent__test-repo-i1.traj")).unwrap();
+    let files = dir.path().join("in");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("a-good.traj"), &good).unwrap();
+    std::fs::write(files.join("b-truncated.traj"), &good[..good.len() / 2]).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    v.as_object_mut().unwrap().remove("history");
+    std::fs::write(files.join("c-no-history.traj"), v.to_string()).unwrap();
+    let db = dir.path().join("c.sqlite");
+    let run = |keep: bool| {
+        let mut c = bin();
+        c.args(["import", "--format", "swe-agent", "--db"])
+            .arg(&db)
+            .arg(&files);
+        if keep {
+            c.arg("--keep-going");
+        }
+        c.output().unwrap()
+    };
+    let o = run(false);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("b-truncated.traj:") && err.contains("not valid JSON"),
+        "{err}"
+    );
+    let o = run(true);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    // The good file came in on the first try (each file is its own transaction).
+    assert!(
+        text.contains("3 files: 0 trajectories imported, 1 already in the corpus, 2 files skipped"),
+        "{text}"
+    );
+    assert!(
+        text.contains("c-no-history.traj: expected a `history` list"),
+        "{text}"
+    );
+    assert_eq!(Corpus::open(&db).unwrap().import_count().unwrap(), 1);
+
+    // OpenAI JSONL: a line that is not an object, and a tool result without its call.
+    let jsonl = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &jsonl,
+        concat!(
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\", \"function\": {\"name\": \"view\", \"arguments\": \"{}\"}}]}, {\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": \"ok\"}], \"tools\": []}\n",
+            "[1, 2]\n",
+        ),
+    )
+    .unwrap();
+    let o = bin()
+        .args(["import", "--format", "openai-jsonl", "--db"])
+        .arg(&db)
+        .arg(&jsonl)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("rows.jsonl:2: expected a JSON object with `messages`, found a list"),
+        "{err}"
+    );
+    std::fs::write(
+        &jsonl,
+        "{\"messages\": [{\"role\": \"tool\", \"tool_call_id\": \"nope\", \"content\": \"x\"}]}\n",
+    )
+    .unwrap();
+    let o = bin()
+        .args(["import", "--format", "openai-jsonl", "--db"])
+        .arg(&db)
+        .arg(&jsonl)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("rows.jsonl:1: messages[0]: a tool result for call id \"nope\""),
+        "{err}"
+    );
+    // Nothing of the bad files was stored.
+    assert_eq!(Corpus::open(&db).unwrap().import_count().unwrap(), 1);
+}
