@@ -197,3 +197,107 @@ fn bad_input_names_file_and_place_and_keep_going_imports_the_rest() {
     // Nothing of the bad files was stored.
     assert_eq!(Corpus::open(&db).unwrap().import_count().unwrap(), 1);
 }
+
+/// SERA's released rows carry the SWE-agent history as a JSON string; one built here from the
+/// real marshmallow run imports with the same counts as the .traj, and keeps its fields.
+#[test]
+fn sera_rows_import_with_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let traj = fixtures().join("marshmallow-code__marshmallow-1867.traj");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&traj).unwrap()).unwrap();
+    let row = serde_json::json!({
+        "messages": v["history"].to_string(),
+        "instance_id": "marshmallow-code__marshmallow-1867",
+        "rollout_patch": v["info"]["submission"],
+        "target_patch": "",
+        "func_name": "TimeDelta._serialize",
+        "func_path": "src/marshmallow/fields.py",
+        "problem_statement": "TimeDelta serialization precision",
+        "source": "test",
+        "docker_image": "none",
+    });
+    let bad = serde_json::json!({"messages": [], "instance_id": "x"});
+    let path = dir.path().join("sera.jsonl");
+    std::fs::write(&path, format!("{row}\n")).unwrap();
+    let db = dir.path().join("c.sqlite");
+    let o = bin()
+        .args(["import", "--format", "sera", "--db"])
+        .arg(&db)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = Corpus::open(&db).unwrap().imports().unwrap();
+    assert_eq!(rows.len(), 1);
+    let t: Trajectory = serde_json::from_slice(&rows[0].trajectory).unwrap();
+    let (messages, calls) = source_counts(&traj);
+    assert_eq!(t.messages.len(), messages);
+    assert_eq!(
+        t.messages.iter().map(|m| m.tool_calls.len()).sum::<usize>(),
+        calls
+    );
+    assert_eq!(rows[0].locator, "line 1");
+    assert_eq!(
+        rows[0].instance_id.as_deref(),
+        Some("marshmallow-code__marshmallow-1867")
+    );
+    assert_eq!(rows[0].meta["func_name"], "TimeDelta._serialize");
+    assert_eq!(
+        rows[0].patch.as_deref(),
+        v["info"]["submission"].as_str().map(str::as_bytes)
+    );
+    std::fs::write(&path, format!("{row}\n{bad}\n")).unwrap();
+    let o = bin()
+        .args(["import", "--format", "sera", "--db"])
+        .arg(&db)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("sera.jsonl:2: `messages` must be a JSON string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mini_swe_agent_actions_become_bash_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("django-1.traj.json");
+    let doc = serde_json::json!({
+        "trajectory_format": "mini-swe-agent-1",
+        "info": {"exit_status": "Submitted", "submission": "diff --git a/a.py b/a.py\n"},
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Fix the bug in a.py."},
+            {"role": "assistant", "content": "THOUGHT: look first.\n\n```bash\ncat a.py\n```"},
+            {"role": "user", "content": [{"type": "text", "text": "<returncode>0</returncode>"}]},
+            {"role": "assistant", "content": "Done.\n\n```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT && git diff\n```"},
+            {"role": "user", "content": "diff --git a/a.py b/a.py"}
+        ]
+    });
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let db = dir.path().join("c.sqlite");
+    let o = bin()
+        .args(["import", "--format", "mini-swe-agent", "--db"])
+        .arg(&db)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = Corpus::open(&db).unwrap().imports().unwrap();
+    let t: Trajectory = serde_json::from_slice(&rows[0].trajectory).unwrap();
+    assert_eq!(t.messages.len(), 6);
+    assert_eq!(
+        t.messages[2].tool_calls[0].function.arguments,
+        r#"{"command":"cat a.py"}"#
+    );
+    assert_eq!(t.messages[3].role, Role::Tool);
+    assert_eq!(t.messages[3].content, "<returncode>0</returncode>");
+    assert_eq!(t.messages[5].tool_call_id.as_deref(), Some("call_4"));
+    assert_eq!(
+        rows[0].patch.as_deref(),
+        Some(&b"diff --git a/a.py b/a.py\n"[..])
+    );
+    assert_eq!(rows[0].instance_id.as_deref(), Some("django-1"));
+}

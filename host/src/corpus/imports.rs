@@ -18,6 +18,7 @@ pub struct ImportRow {
     pub instance_id: Option<String>,
     pub trajectory: Vec<u8>,
     pub patch: Option<Vec<u8>>,
+    pub meta: serde_json::Value,
 }
 
 impl Corpus {
@@ -36,10 +37,10 @@ impl Corpus {
             let n = self
                 .conn()
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO imports (id, format, source, source_sha256, locator, instance_id, trajectory, patch, imported_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT OR IGNORE INTO imports (id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
-                .execute(params![id, it.format, it.source, source_sha, it.locator, it.instance_id, t, p, now_utc()])?;
+                .execute(params![id, it.format, it.source, source_sha, it.locator, it.instance_id, t, p, it.meta.to_string(), now_utc()])?;
             if n == 1 {
                 new += 1;
             } else {
@@ -62,7 +63,7 @@ impl Corpus {
         // Blob ids first; the blobs are read once the statement is done.
         let mut rows: Vec<(ImportRow, String, Option<String>)> = self
             .conn()
-            .prepare("SELECT id, format, source, locator, instance_id, trajectory, patch FROM imports ORDER BY id")?
+            .prepare("SELECT id, format, source, locator, instance_id, trajectory, patch, meta FROM imports ORDER BY id")?
             .query_map([], |r| {
                 Ok((
                     ImportRow {
@@ -73,6 +74,8 @@ impl Corpus {
                         instance_id: r.get(4)?,
                         trajectory: Vec::new(),
                         patch: None,
+                        meta: serde_json::from_str(&r.get::<_, String>(7)?)
+                            .unwrap_or(serde_json::Value::Null),
                     },
                     r.get(5)?,
                     r.get(6)?,

@@ -110,6 +110,7 @@ const MIGRATIONS: &[&str] = &[
         instance_id TEXT,
         trajectory TEXT NOT NULL REFERENCES blobs(id),  -- JSON, the one trajectory model
         patch TEXT REFERENCES blobs(id),
+        meta TEXT NOT NULL,             -- JSON: source fields kept as they are
         imported_at TEXT NOT NULL
     ) WITHOUT ROWID;",
 ];

@@ -1,7 +1,9 @@
 //! `sera-host import`: existing trajectories from other tools into the corpus, normalised into
 //! the one trajectory model, each with the file and place it came from.
 
+pub mod mini_swe_agent;
 pub mod openai_jsonl;
+pub mod sera_rows;
 pub mod swe_agent;
 
 use std::path::{Path, PathBuf};
@@ -21,12 +23,16 @@ pub struct Imported {
     pub instance_id: Option<String>,
     pub trajectory: Trajectory,
     pub patch: Option<String>,
+    /// Source fields kept as they are (SERA rows: target patch, function, problem statement).
+    pub meta: serde_json::Value,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     SweAgent,
     OpenAiJsonl,
+    Sera,
+    MiniSweAgent,
 }
 
 impl Format {
@@ -34,7 +40,11 @@ impl Format {
         Ok(match s {
             "swe-agent" => Format::SweAgent,
             "openai-jsonl" => Format::OpenAiJsonl,
-            other => bail!("unknown format {other:?} (known: swe-agent, openai-jsonl)"),
+            "sera" => Format::Sera,
+            "mini-swe-agent" => Format::MiniSweAgent,
+            other => bail!(
+                "unknown format {other:?} (known: swe-agent, mini-swe-agent, sera, openai-jsonl)"
+            ),
         })
     }
 }
@@ -56,6 +66,8 @@ pub fn parse_file(format: Format, path: &Path) -> Result<(Vec<u8>, Vec<Imported>
     let items = match format {
         Format::SweAgent => vec![swe_agent::parse(path, &bytes)?],
         Format::OpenAiJsonl => openai_jsonl::parse(path, &bytes)?,
+        Format::Sera => sera_rows::parse(path, &bytes)?,
+        Format::MiniSweAgent => vec![mini_swe_agent::parse(path, &bytes)?],
     };
     Ok((bytes, items))
 }
@@ -71,7 +83,8 @@ pub fn import_paths(
 ) -> Result<ImportReport> {
     let ext = match format {
         Format::SweAgent => ".traj",
-        Format::OpenAiJsonl => ".jsonl",
+        Format::OpenAiJsonl | Format::Sera => ".jsonl",
+        Format::MiniSweAgent => ".traj.json",
     };
     let mut files = Vec::new();
     for p in paths {

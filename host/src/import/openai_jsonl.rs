@@ -58,6 +58,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Imported>> {
                 steps: Vec::new(),
             },
             patch: None,
+            meta: Value::Null,
         });
     }
     Ok(out)

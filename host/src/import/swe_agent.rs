@@ -94,6 +94,41 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
         .get("history")
         .and_then(Value::as_array)
         .ok_or_else(|| anyhow!("{shown}: expected a `history` list (a SWE-agent .traj file)"))?;
+    let messages = history_messages(history, &shown)?;
+    let sidecar = |ext: &str| path.with_extension(ext);
+    let patch = if let Ok(p) = std::fs::read_to_string(sidecar("patch")) {
+        Some(p)
+    } else if let Ok(p) = std::fs::read(sidecar("pred")) {
+        let v: Value = serde_json::from_slice(&p)
+            .map_err(|e| anyhow!("{}: not valid JSON: {e}", sidecar("pred").display()))?;
+        v.get("model_patch")
+            .and_then(Value::as_str)
+            .map(String::from)
+    } else {
+        doc.pointer("/info/submission")
+            .and_then(Value::as_str)
+            .map(String::from)
+    };
+    let instance = path
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".traj").to_string());
+    Ok(Imported {
+        format: "swe-agent",
+        source: shown,
+        locator: "whole file".into(),
+        instance_id: instance,
+        trajectory: Trajectory {
+            messages,
+            tools: tool_specs(&doc),
+            steps: Vec::new(),
+        },
+        patch,
+        meta: Value::Null,
+    })
+}
+
+/// SWE-agent history items (either generation) as messages; `shown` names them in errors.
+pub fn history_messages(history: &[Value], shown: &str) -> Result<Vec<Message>> {
     let mut messages: Vec<Message> = Vec::new();
     // 0.x: the id of the action still waiting for its observation.
     let mut pending: Option<String> = None;
@@ -178,33 +213,5 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
         }
         messages.push(m);
     }
-    let sidecar = |ext: &str| path.with_extension(ext);
-    let patch = if let Ok(p) = std::fs::read_to_string(sidecar("patch")) {
-        Some(p)
-    } else if let Ok(p) = std::fs::read(sidecar("pred")) {
-        let v: Value = serde_json::from_slice(&p)
-            .map_err(|e| anyhow!("{}: not valid JSON: {e}", sidecar("pred").display()))?;
-        v.get("model_patch")
-            .and_then(Value::as_str)
-            .map(String::from)
-    } else {
-        doc.pointer("/info/submission")
-            .and_then(Value::as_str)
-            .map(String::from)
-    };
-    let instance = path
-        .file_name()
-        .map(|n| n.to_string_lossy().trim_end_matches(".traj").to_string());
-    Ok(Imported {
-        format: "swe-agent",
-        source: shown,
-        locator: "whole file".into(),
-        instance_id: instance,
-        trajectory: Trajectory {
-            messages,
-            tools: tool_specs(&doc),
-            steps: Vec::new(),
-        },
-        patch,
-    })
+    Ok(messages)
 }

@@ -1,0 +1,76 @@
+//! SERA's released rows (JSONL): `messages` is a JSON *string* holding SWE-agent history
+//! messages; with `instance_id`, `rollout_patch`, `target_patch` (P1 for a T2 row, empty for
+//! T1), `func_name`, `func_path`, `problem_statement`, `source`, `docker_image`.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::{Map, Value};
+
+use super::Imported;
+use crate::rollout::trajectory::Trajectory;
+
+const META: [&str; 6] = [
+    "target_patch",
+    "func_name",
+    "func_path",
+    "problem_statement",
+    "source",
+    "docker_image",
+];
+
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Imported>> {
+    let shown = path.display().to_string();
+    let mut out = Vec::new();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let n = i + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|e| anyhow!("{shown}:{n}:{}: not valid JSON: {e}", e.column()))?;
+        let Some(obj) = v.as_object() else {
+            bail!("{shown}:{n}: expected a JSON object (a SERA row)");
+        };
+        let Some(text) = obj.get("messages").and_then(Value::as_str) else {
+            bail!("{shown}:{n}: `messages` must be a JSON string holding the history (a SERA row)");
+        };
+        let history: Value = serde_json::from_str(text).map_err(|e| {
+            anyhow!(
+                "{shown}:{n}: `messages` holds invalid JSON at its line {} column {}: {e}",
+                e.line(),
+                e.column()
+            )
+        })?;
+        let Some(history) = history.as_array() else {
+            bail!("{shown}:{n}: `messages` must hold a list of messages");
+        };
+        let messages = super::swe_agent::history_messages(history, &format!("{shown}:{n}"))?;
+        let mut meta = Map::new();
+        for k in META {
+            if let Some(v) = obj.get(k) {
+                meta.insert(k.to_string(), v.clone());
+            }
+        }
+        out.push(Imported {
+            format: "sera",
+            source: shown.clone(),
+            locator: format!("line {n}"),
+            instance_id: obj
+                .get("instance_id")
+                .and_then(Value::as_str)
+                .map(String::from),
+            trajectory: Trajectory {
+                messages,
+                tools: Vec::new(),
+                steps: Vec::new(),
+            },
+            patch: obj
+                .get("rollout_patch")
+                .and_then(Value::as_str)
+                .map(String::from),
+            meta: Value::Object(meta),
+        });
+    }
+    Ok(out)
+}
