@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod corpus;
+pub mod dataset;
 pub mod import;
 pub mod patch_file;
 pub mod pipeline;

@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::patch_file::read_patch;
 
 mod corpus;
+mod dataset;
 mod pipeline;
 mod rollout;
 use crate::plugin::{inspect, Limits, PatchPair, PluginEngine, PluginSource, Verifier};
@@ -46,6 +47,10 @@ enum Command {
     Explain(pipeline::ExplainArgs),
     /// Import trajectories made by other tools (SWE-agent .traj, OpenAI JSONL) into the corpus.
     Import(pipeline::ImportArgs),
+    /// Score every stored pair with a verifier plugin (verdicts stored; reruns are lookups).
+    Rescore(dataset::RescoreArgs),
+    /// Shards from stored trajectories: select, score, filter, truncate, render.
+    Shards(Box<dataset::ShardsArgs>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -148,6 +153,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(args) => pipeline::audit(args),
         Command::Explain(args) => pipeline::explain(args),
         Command::Import(args) => pipeline::import(args),
+        Command::Rescore(args) => dataset::rescore_cmd(args),
+        Command::Shards(args) => dataset::shards_cmd(*args),
         Command::Plugin(PluginCommand::Inspect {
             plugin,
             json,

@@ -8,6 +8,64 @@ use super::ingest::now_utc;
 use super::Corpus;
 use crate::import::Imported;
 
+/// The items of one source file on their way into the corpus (see `Corpus::import_writer`).
+pub struct ImportWriter<'c> {
+    corpus: &'c Corpus,
+    tx: Option<rusqlite::Transaction<'c>>,
+    source_sha256: String,
+    new: usize,
+    old: usize,
+}
+
+impl ImportWriter<'_> {
+    pub fn push(&mut self, it: &Imported) -> Result<()> {
+        let c = self.corpus;
+        let id = hex::encode(Sha256::digest(format!(
+            "{}\0{}",
+            self.source_sha256, it.locator
+        )));
+        let (t, _) = c.put_blob(&serde_json::to_vec(&it.trajectory)?)?;
+        let p = match &it.patch {
+            Some(p) => Some(c.put_blob(p.as_bytes())?.0),
+            None => None,
+        };
+        let n = c
+            .conn()
+            .prepare_cached(
+                "INSERT OR IGNORE INTO imports (id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![id, it.format, it.source, self.source_sha256, it.locator, it.instance_id, t, p, it.meta.to_string(), now_utc()])?;
+        if n == 1 {
+            self.new += 1;
+        } else {
+            self.old += 1;
+        }
+        Ok(())
+    }
+
+    /// Commits the file's items; returns (new, already there).
+    pub fn commit(mut self) -> Result<(usize, usize)> {
+        if let Some(tx) = self.tx.take() {
+            tx.commit()?;
+        }
+        Ok((self.new, self.old))
+    }
+}
+
+/// A stored import with its blob ids (sha256 of the trajectory JSON and of the patch).
+#[derive(Clone, Debug)]
+pub struct ImportEntry {
+    pub id: String,
+    pub format: String,
+    pub source: String,
+    pub locator: String,
+    pub instance_id: Option<String>,
+    pub trajectory: String,
+    pub patch: Option<String>,
+    pub meta: serde_json::Value,
+}
+
 /// A stored import, as read back.
 #[derive(Clone, Debug)]
 pub struct ImportRow {
@@ -22,33 +80,16 @@ pub struct ImportRow {
 }
 
 impl Corpus {
-    /// Stores the items of one source file in one transaction; returns (new, already there).
-    pub fn put_imports(&self, source: &[u8], items: &[Imported]) -> Result<(usize, usize)> {
-        let source_sha = hex::encode(Sha256::digest(source));
-        let tx = self.conn().unchecked_transaction()?;
-        let (mut new, mut old) = (0, 0);
-        for it in items {
-            let id = hex::encode(Sha256::digest(format!("{source_sha}\0{}", it.locator)));
-            let (t, _) = self.put_blob(&serde_json::to_vec(&it.trajectory)?)?;
-            let p = match &it.patch {
-                Some(p) => Some(self.put_blob(p.as_bytes())?.0),
-                None => None,
-            };
-            let n = self
-                .conn()
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO imports (id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?
-                .execute(params![id, it.format, it.source, source_sha, it.locator, it.instance_id, t, p, it.meta.to_string(), now_utc()])?;
-            if n == 1 {
-                new += 1;
-            } else {
-                old += 1;
-            }
-        }
-        tx.commit()?;
-        Ok((new, old))
+    /// Starts storing the items of the source file whose sha256 is `source_sha256`, in one
+    /// transaction: nothing is stored unless `commit` is called.
+    pub fn import_writer(&self, source_sha256: &str) -> Result<ImportWriter<'_>> {
+        Ok(ImportWriter {
+            corpus: self,
+            tx: Some(self.conn().unchecked_transaction()?),
+            source_sha256: source_sha256.to_string(),
+            new: 0,
+            old: 0,
+        })
     }
 
     pub fn import_count(&self) -> Result<u64> {
@@ -58,34 +99,44 @@ impl Corpus {
             as u64)
     }
 
-    /// Every import, in id order.
-    pub fn imports(&self) -> Result<Vec<ImportRow>> {
-        // Blob ids first; the blobs are read once the statement is done.
-        let mut rows: Vec<(ImportRow, String, Option<String>)> = self
-            .conn()
-            .prepare("SELECT id, format, source, locator, instance_id, trajectory, patch, meta FROM imports ORDER BY id")?
+    /// Every import without its blobs, in id order: what rescoring and resharding select from.
+    pub fn import_entries(&self) -> Result<Vec<ImportEntry>> {
+        let mut st = self.conn().prepare(
+            "SELECT id, format, source, locator, instance_id, trajectory, patch, meta FROM imports ORDER BY id",
+        )?;
+        let rows = st
             .query_map([], |r| {
-                Ok((
-                    ImportRow {
-                        id: r.get(0)?,
-                        format: r.get(1)?,
-                        source: r.get(2)?,
-                        locator: r.get(3)?,
-                        instance_id: r.get(4)?,
-                        trajectory: Vec::new(),
-                        patch: None,
-                        meta: serde_json::from_str(&r.get::<_, String>(7)?)
-                            .unwrap_or(serde_json::Value::Null),
-                    },
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
+                Ok(ImportEntry {
+                    id: r.get(0)?,
+                    format: r.get(1)?,
+                    source: r.get(2)?,
+                    locator: r.get(3)?,
+                    instance_id: r.get(4)?,
+                    trajectory: r.get(5)?,
+                    patch: r.get(6)?,
+                    meta: serde_json::from_str(&r.get::<_, String>(7)?)
+                        .unwrap_or(serde_json::Value::Null),
+                })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        for (row, t, p) in &mut rows {
-            row.trajectory = self.blob(t)?;
-            row.patch = p.as_deref().map(|p| self.blob(p)).transpose()?;
+        Ok(rows)
+    }
+
+    /// Every import with its trajectory and patch read, in id order.
+    pub fn imports(&self) -> Result<Vec<ImportRow>> {
+        let mut out = Vec::new();
+        for e in self.import_entries()? {
+            out.push(ImportRow {
+                trajectory: self.blob(&e.trajectory)?,
+                patch: e.patch.as_deref().map(|p| self.blob(p)).transpose()?,
+                id: e.id,
+                format: e.format,
+                source: e.source,
+                locator: e.locator,
+                instance_id: e.instance_id,
+                meta: e.meta,
+            });
         }
-        Ok(rows.into_iter().map(|(row, _, _)| row).collect())
+        Ok(out)
     }
 }

@@ -13,6 +13,7 @@ mod ingest;
 mod schema;
 mod stages;
 mod tree;
+mod verdicts;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -24,9 +25,10 @@ use sha2::{Digest, Sha256};
 
 pub use exchanges::{Exchange, RolloutRow};
 pub use functions::{index_python, PyFunction};
-pub use imports::ImportRow;
+pub use imports::{ImportEntry, ImportRow, ImportWriter};
 pub use ingest::{ingest, IngestOptions, IngestReport, Skipped, Source};
 pub use tree::{check_path, snapshot_id, Entry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK};
+pub use verdicts::StoredVerdict;
 
 /// zstd level for blobs: level 3 compresses source code about 4× at hundreds of MB/s.
 const ZSTD_LEVEL: i32 = 3;

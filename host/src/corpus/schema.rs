@@ -113,6 +113,19 @@ const MIGRATIONS: &[&str] = &[
         meta TEXT NOT NULL,             -- JSON: source fields kept as they are
         imported_at TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 5: verifier verdicts, keyed by what they are a function of: the two patches, the plugin
+    // and its config. A rescore with the same plugin and config is a lookup.
+    "CREATE TABLE verdicts (
+        pair TEXT NOT NULL,             -- sha256 of (candidate patch sha256, reference patch sha256)
+        plugin TEXT NOT NULL,           -- the plugin component's sha256
+        config TEXT NOT NULL,           -- sha256 of the canonical JSON config
+        score REAL,                     -- none: the verifier declined to score
+        matched INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        failure TEXT,                   -- the plugin failed on this pair: how
+        PRIMARY KEY (pair, plugin, config)
+    ) WITHOUT ROWID;",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -80,8 +80,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
                 .to_string()
         }),
         trajectory: Trajectory {
+            tools: super::implicit_tools(&messages),
             messages,
-            tools: Vec::new(),
             steps: Vec::new(),
         },
         patch: doc

@@ -6,12 +6,73 @@ pub mod openai_jsonl;
 pub mod sera_rows;
 pub mod swe_agent;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
 
 use crate::corpus::Corpus;
 use crate::rollout::trajectory::Trajectory;
+
+/// The tool that text-action agents (SWE-agent 0.x, mini-swe-agent) use implicitly: their
+/// action lines become calls to it, and rows need its spec so chat templates can render them.
+pub fn bash_tool_spec() -> serde_json::Value {
+    serde_json::json!({
+        "type": "function",
+        "function": {
+            "name": "bash",
+            "description": "Run a command line in the agent's shell (the action of a text-based agent turn).",
+            "parameters": {
+                "type": "object",
+                "properties": {"command": {"type": "string", "description": "The command line to run."}},
+                "required": ["command"]
+            }
+        }
+    })
+}
+
+/// The specs a trajectory's tools get when its source lists none: `bash` as above, and for
+/// any other function it calls, a spec inferred from its calls (the argument names seen, each
+/// typed by its JSON value), in name order.
+pub(crate) fn implicit_tools(
+    messages: &[crate::rollout::trajectory::Message],
+) -> Vec<serde_json::Value> {
+    use serde_json::{json, Map, Value};
+    let mut seen: std::collections::BTreeMap<&str, Map<String, Value>> = Default::default();
+    for c in messages.iter().flat_map(|m| &m.tool_calls) {
+        let props = seen.entry(c.function.name.as_str()).or_default();
+        if let Ok(Value::Object(args)) = serde_json::from_str::<Value>(&c.function.arguments) {
+            for (k, v) in args {
+                let ty = match v {
+                    Value::String(_) => "string",
+                    Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+                    Value::Number(_) => "number",
+                    Value::Bool(_) => "boolean",
+                    Value::Array(_) => "array",
+                    Value::Object(_) => "object",
+                    Value::Null => continue,
+                };
+                props.entry(k).or_insert_with(|| json!({ "type": ty }));
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|(name, props)| {
+            if name == "bash" && props.keys().all(|k| k == "command") {
+                return bash_tool_spec();
+            }
+            json!({
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "description": "(inferred from the calls in this trajectory; the source lists no tool specs)",
+                    "parameters": {"type": "object", "properties": props}
+                }
+            })
+        })
+        .collect()
+}
 
 /// One imported trajectory.
 #[derive(Clone, Debug)]
@@ -60,16 +121,48 @@ pub struct ImportReport {
     pub skipped: Vec<String>,
 }
 
-/// Parses one file; every item or none.
-pub fn parse_file(format: Format, path: &Path) -> Result<(Vec<u8>, Vec<Imported>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let items = match format {
-        Format::SweAgent => vec![swe_agent::parse(path, &bytes)?],
-        Format::OpenAiJsonl => openai_jsonl::parse(path, &bytes)?,
-        Format::Sera => sera_rows::parse(path, &bytes)?,
-        Format::MiniSweAgent => vec![mini_swe_agent::parse(path, &bytes)?],
+/// Imports one file in one transaction: every item or none. JSONL files are read line by
+/// line (after a first pass that hashes them), so memory does not grow with the file.
+fn import_file(corpus: &Corpus, format: Format, path: &Path) -> Result<(usize, usize)> {
+    let shown = path.display().to_string();
+    let cannot_read = || format!("{shown}: cannot read");
+    let whole = |parse: fn(&Path, &[u8]) -> Result<Imported>| -> Result<(usize, usize)> {
+        let bytes = std::fs::read(path).with_context(cannot_read)?;
+        let item = parse(path, &bytes)?;
+        let mut w = corpus.import_writer(&hex::encode(Sha256::digest(&bytes)))?;
+        w.push(&item)?;
+        w.commit()
     };
-    Ok((bytes, items))
+    let parse_line: fn(&str, usize, &[u8]) -> Result<Imported> = match format {
+        Format::SweAgent => return whole(swe_agent::parse),
+        Format::MiniSweAgent => return whole(mini_swe_agent::parse),
+        Format::OpenAiJsonl => openai_jsonl::parse_line,
+        Format::Sera => sera_rows::parse_line,
+    };
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path).with_context(cannot_read)?;
+    std::io::copy(&mut file, &mut hasher).with_context(cannot_read)?;
+    let mut w = corpus.import_writer(&hex::encode(hasher.finalize()))?;
+    let file = std::fs::File::open(path).with_context(cannot_read)?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .with_context(cannot_read)?
+            == 0
+        {
+            break;
+        }
+        n += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        w.push(&parse_line(&shown, n, &line)?)?;
+    }
+    w.commit()
 }
 
 /// Imports `paths` (files, or directories searched for `*.traj` / `*.jsonl`). A bad file stops
@@ -105,9 +198,8 @@ pub fn import_paths(
     let mut report = ImportReport::default();
     for f in files {
         report.files += 1;
-        match parse_file(format, &f) {
-            Ok((bytes, items)) => {
-                let (new, old) = corpus.put_imports(&bytes, &items)?;
+        match import_file(corpus, format, &f) {
+            Ok((new, old)) => {
                 report.imported += new;
                 report.existing += old;
             }

@@ -1,21 +1,14 @@
 //! OpenAI-format SFT files: one `{"messages": [...], "tools": [...]}` object per line.
 
-use std::path::Path;
-
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
 use super::Imported;
 use crate::rollout::trajectory::{Message, Role, Trajectory};
 
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Imported>> {
-    let shown = path.display().to_string();
-    let mut out = Vec::new();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        let n = i + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+/// One line (`n`, from 1) of the file `shown`.
+pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {
+    {
         let v: Value = serde_json::from_slice(line)
             .map_err(|e| anyhow!("{shown}:{n}:{}: not valid JSON: {e}", e.column()))?;
         let Some(obj) = v.as_object() else {
@@ -43,13 +36,13 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Imported>> {
             }
         }
         let tools = match obj.get("tools") {
-            None | Some(Value::Null) => Vec::new(),
+            None | Some(Value::Null) => super::implicit_tools(&messages),
             Some(Value::Array(t)) => t.clone(),
             Some(other) => bail!("{shown}:{n}: `tools` is {}, expected a list", kind(other)),
         };
-        out.push(Imported {
+        Ok(Imported {
             format: "openai-jsonl",
-            source: shown.clone(),
+            source: shown.to_string(),
             locator: format!("line {n}"),
             instance_id: None,
             trajectory: Trajectory {
@@ -59,9 +52,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Imported>> {
             },
             patch: None,
             meta: Value::Null,
-        });
+        })
     }
-    Ok(out)
 }
 
 fn kind(v: &Value) -> &'static str {

@@ -2,8 +2,6 @@
 //! messages; with `instance_id`, `rollout_patch`, `target_patch` (P1 for a T2 row, empty for
 //! T1), `func_name`, `func_path`, `problem_statement`, `source`, `docker_image`.
 
-use std::path::Path;
-
 use anyhow::{anyhow, bail, Result};
 use serde_json::{Map, Value};
 
@@ -19,14 +17,9 @@ const META: [&str; 6] = [
     "docker_image",
 ];
 
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Imported>> {
-    let shown = path.display().to_string();
-    let mut out = Vec::new();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        let n = i + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+/// One line (`n`, from 1) of the file `shown`.
+pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {
+    {
         let v: Value = serde_json::from_slice(line)
             .map_err(|e| anyhow!("{shown}:{n}:{}: not valid JSON: {e}", e.column()))?;
         let Some(obj) = v.as_object() else {
@@ -52,17 +45,17 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Imported>> {
                 meta.insert(k.to_string(), v.clone());
             }
         }
-        out.push(Imported {
+        Ok(Imported {
             format: "sera",
-            source: shown.clone(),
+            source: shown.to_string(),
             locator: format!("line {n}"),
             instance_id: obj
                 .get("instance_id")
                 .and_then(Value::as_str)
                 .map(String::from),
             trajectory: Trajectory {
+                tools: super::implicit_tools(&messages),
                 messages,
-                tools: Vec::new(),
                 steps: Vec::new(),
             },
             patch: obj
@@ -70,7 +63,6 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Imported>> {
                 .and_then(Value::as_str)
                 .map(String::from),
             meta: Value::Object(meta),
-        });
+        })
     }
-    Ok(out)
 }

@@ -118,8 +118,15 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
         locator: "whole file".into(),
         instance_id: instance,
         trajectory: Trajectory {
+            tools: {
+                let specs = tool_specs(&doc);
+                if specs.is_empty() {
+                    super::implicit_tools(&messages)
+                } else {
+                    specs
+                }
+            },
             messages,
-            tools: tool_specs(&doc),
             steps: Vec::new(),
         },
         patch,

@@ -10,6 +10,7 @@ use super::run::{sha256_hex, Mode};
 use super::shards::{compress, merkle_root_hex, ShardInfo};
 use super::{build, read_manifest, Manifest};
 use crate::corpus::Corpus;
+use crate::dataset::reshard::Verdicts;
 
 /// What an audit found: `problems` empty means every hash matched.
 #[derive(Debug, Default)]
@@ -82,8 +83,15 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
         "corpus: {} blobs, {} snapshots",
         integrity.blobs_checked, integrity.snapshots_checked
     ));
-    let pipeline_sha =
-        sha256_hex(crate::teacher::canonical_json(&serde_json::to_value(&m.pipeline)?).as_bytes());
+    let spec = match (&m.pipeline, &m.reshard) {
+        (Some(p), _) => serde_json::to_value(p)?,
+        (None, Some(r)) => serde_json::to_value(&r.spec)?,
+        (None, None) => anyhow::bail!(
+            "{}: the manifest has neither a pipeline nor a reshard spec",
+            manifest_path.display()
+        ),
+    };
+    let pipeline_sha = sha256_hex(crate::teacher::canonical_json(&spec).as_bytes());
     if pipeline_sha != m.pipeline_sha256 {
         report.problems.push(format!(
             "pipeline: the embedded config hashes to {pipeline_sha}, the manifest says {}",
@@ -91,15 +99,24 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
         ));
     }
     let corpus = Arc::new(Mutex::new(corpus));
-    let rebuilt = match build(
-        m.pipeline.clone(),
-        corpus.clone(),
-        m.snapshots.clone(),
-        Mode::Rebuild,
-        false,
-    )
-    .await
-    {
+    let rebuilt = match (&m.pipeline, &m.reshard) {
+        (Some(p), _) => build(
+            p.clone(),
+            corpus.clone(),
+            m.snapshots.clone(),
+            Mode::Rebuild,
+            false,
+        )
+        .await
+        .map(|b| (b.rows, b.manifest, p.rows_per_shard)),
+        (_, Some(r)) => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            crate::dataset::reshard::build(db, &r.spec, Verdicts::Recompute, threads)
+                .map(|b| (b.rows, b.manifest, r.spec.rows_per_shard))
+        }
+        (None, None) => unreachable!("checked above"),
+    };
+    let (rows, rebuilt_manifest, per) = match rebuilt {
         Ok(b) => b,
         Err(e) => {
             report
@@ -108,8 +125,18 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
             return Ok(report);
         }
     };
+    if let (Some(want), Some(got)) = (&m.reshard, &rebuilt_manifest.reshard) {
+        if want.imports_sha256 != got.imports_sha256
+            || want.references_sha256 != got.references_sha256
+        {
+            report.problems.push(format!(
+                "stored trajectories: {} imports (sha256 {}) now, {} (sha256 {}) in the manifest",
+                got.imports, got.imports_sha256, want.imports, want.imports_sha256
+            ));
+        }
+    }
     for (k, p) in &m.plugins {
-        match rebuilt.manifest.plugins.get(k) {
+        match rebuilt_manifest.plugins.get(k) {
             Some(q) if q.sha256 == p.sha256 => {}
             Some(q) => report.problems.push(format!(
                 "plugin {k} ({}): sha256 {} now, {} in the manifest",
@@ -120,21 +147,21 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
                 .push(format!("plugin {k}: not in the rebuild")),
         }
     }
-    if rebuilt.manifest.tokenizer != m.tokenizer {
+    if rebuilt_manifest.tokenizer != m.tokenizer {
         report.problems.push(format!(
             "tokenizer: {:?} now, {:?} in the manifest",
-            rebuilt.manifest.tokenizer, m.tokenizer
+            rebuilt_manifest.tokenizer, m.tokenizer
         ));
     }
-    if rebuilt.manifest.exchanges != m.exchanges {
+    if rebuilt_manifest.exchanges != m.exchanges {
         report.problems.push(format!(
             "recorded exchanges: {:?} now, {:?} in the manifest",
-            rebuilt.manifest.exchanges, m.exchanges
+            rebuilt_manifest.exchanges, m.exchanges
         ));
     }
     let c = corpus.lock().expect("corpus lock");
-    let per = m.pipeline.rows_per_shard.max(1);
-    let n = rebuilt.rows.len();
+    let per = per.max(1);
+    let n = rows.len();
     let chunks: Vec<std::ops::Range<usize>> =
         (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect();
     if chunks.len() != m.shards.len() || n != m.rows {
@@ -149,7 +176,7 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
     let mut infos: Vec<ShardInfo> = Vec::new();
     for (i, want) in m.shards.iter().enumerate() {
         let range = chunks.get(i).cloned().unwrap_or(0..0);
-        let raw = super::shards::shard_raw(&rebuilt.rows, range.clone())?;
+        let raw = super::shards::shard_raw(&rows, range.clone())?;
         let packed = compress(&raw)?;
         let info = ShardInfo {
             file: want.file.clone(),

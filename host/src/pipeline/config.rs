@@ -413,7 +413,55 @@ pub struct Pipeline {
     pub resolved: Resolved,
 }
 
-fn abs(base: &Path, p: &Path) -> PathBuf {
+/// A plugin spec with a relative component path made absolute (relative to `base`, the
+/// directory of the file that names it); `builtin:NAME` checked.
+pub(crate) fn resolve_plugin(base: &Path, shown: &str, key: &str, spec: &str) -> Result<String> {
+    if spec.starts_with("builtin:") {
+        crate::plugin::PluginSource::parse(spec)
+            .map_err(|e| anyhow::anyhow!("{shown}: `{key}`: {e}"))?;
+        Ok(spec.to_string())
+    } else {
+        Ok(abs(base, Path::new(spec)).display().to_string())
+    }
+}
+
+/// Checks a tokenizer section and makes its paths absolute.
+pub(crate) fn resolve_tokenizer(
+    base: &Path,
+    shown: &str,
+    key: &str,
+    tk: &mut TokenizerSection,
+) -> Result<()> {
+    let bad = |key: &str, why: &str| anyhow::anyhow!("{shown}: `{key}`: {why}");
+    match tk.kind.as_str() {
+        "estimate" => {}
+        "qwen-bpe" => {
+            let (Some(d), Some(c)) = (&tk.dir, &tk.config) else {
+                return Err(bad(
+                    key,
+                    "kind = \"qwen-bpe\" needs `dir` (vocab.json, merges.txt) and `config` (tokenizer_config.json)",
+                ));
+            };
+            tk.dir = Some(abs(base, d));
+            tk.config = Some(abs(base, c));
+        }
+        "json" => {
+            let Some(p) = &tk.path else {
+                return Err(bad(key, "kind = \"json\" needs `path`"));
+            };
+            tk.path = Some(abs(base, p));
+        }
+        other => {
+            return Err(bad(
+                &format!("{key}.kind"),
+                &format!("{other:?} (expected \"qwen-bpe\", \"json\" or \"estimate\")"),
+            ))
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn abs(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -535,14 +583,7 @@ impl Pipeline {
                 parse_prompts(&text, &p.display().to_string())?
             }
         };
-        let plugin = |key: &str, spec: &str| -> Result<String> {
-            if spec.starts_with("builtin:") {
-                crate::plugin::PluginSource::parse(spec).map_err(|e| bad(key, &e.to_string()))?;
-                Ok(spec.to_string())
-            } else {
-                Ok(abs(&base, Path::new(spec)).display().to_string())
-            }
-        };
+        let plugin = |key: &str, spec: &str| resolve_plugin(&base, &shown, key, spec);
         let mut pr_synth = file.pr_synth;
         pr_synth.plugin = plugin("pr_synth.plugin", &pr_synth.plugin)?;
         if !pr_synth.demonstrations.is_empty() {
@@ -574,32 +615,12 @@ impl Pipeline {
         }
         let mut truncation = file.truncation;
         truncation.plugin = plugin("truncation.plugin", &truncation.plugin)?;
-        let tk = &mut truncation.tokenizer;
-        match tk.kind.as_str() {
-            "estimate" => {}
-            "qwen-bpe" => {
-                let (Some(d), Some(c)) = (&tk.dir, &tk.config) else {
-                    return Err(bad(
-                        "truncation.tokenizer",
-                        "kind = \"qwen-bpe\" needs `dir` (vocab.json, merges.txt) and `config` (tokenizer_config.json)",
-                    ));
-                };
-                tk.dir = Some(abs(&base, d));
-                tk.config = Some(abs(&base, c));
-            }
-            "json" => {
-                let Some(p) = &tk.path else {
-                    return Err(bad("truncation.tokenizer", "kind = \"json\" needs `path`"));
-                };
-                tk.path = Some(abs(&base, p));
-            }
-            other => {
-                return Err(bad(
-                    "truncation.tokenizer.kind",
-                    &format!("{other:?} (expected \"qwen-bpe\", \"json\" or \"estimate\")"),
-                ))
-            }
-        }
+        resolve_tokenizer(
+            &base,
+            &shown,
+            "truncation.tokenizer",
+            &mut truncation.tokenizer,
+        )?;
         Ok(Pipeline {
             path: path.to_path_buf(),
             db: abs(&base, &file.corpus.db),

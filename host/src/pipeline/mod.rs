@@ -42,8 +42,13 @@ pub struct PluginRef {
 pub struct Manifest {
     pub format: String,
     pub tool_versions: BTreeMap<String, String>,
+    /// sha256 of the canonical JSON of what made the rows: the pipeline, or the reshard spec.
     pub pipeline_sha256: String,
-    pub pipeline: Resolved,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<Resolved>,
+    /// Shards made by `sera-host shards` from stored trajectories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reshard: Option<crate::dataset::reshard::ReshardManifest>,
     pub plugins: BTreeMap<String, PluginRef>,
     /// `qwen-bpe`/`json` with the sha256 over its files, or `estimate`.
     pub tokenizer: BTreeMap<String, String>,
@@ -79,7 +84,7 @@ pub struct Summary {
     pub manifest: PathBuf,
 }
 
-fn tool_versions() -> BTreeMap<String, String> {
+pub(crate) fn tool_versions() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("sera-host".into(), env!("CARGO_PKG_VERSION").into()),
         ("wasmtime".into(), "48.0.8".into()),
@@ -361,7 +366,8 @@ pub async fn build(
         format: MANIFEST_FORMAT.into(),
         tool_versions: tool_versions(),
         pipeline_sha256: sha256_hex(canonical_json(&serde_json::to_value(&cfg)?).as_bytes()),
-        pipeline: cfg,
+        pipeline: Some(cfg),
+        reshard: None,
         plugins,
         tokenizer,
         snapshots,
@@ -383,6 +389,25 @@ pub fn manifest_bytes(m: &Manifest) -> Result<Vec<u8>> {
     Ok(b)
 }
 
+/// Writes the shards, then the manifest (with their hashes and Merkle root) through a
+/// temporary file: a manifest on disk always describes finished shards.
+pub fn write_output(
+    out: &Path,
+    manifest: &mut Manifest,
+    rows: &rows::ChosenRows,
+    per_shard: usize,
+) -> Result<PathBuf> {
+    let shards = shards::write_shards(out, rows, per_shard)?;
+    manifest.merkle_root = shards::merkle_root_hex(&shards)?;
+    manifest.shards = shards;
+    let path = out.join("manifest.json");
+    let tmp = out.join(".manifest.json.tmp");
+    std::fs::write(&tmp, manifest_bytes(manifest)?)
+        .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(path)
+}
+
 /// `sera-host run`: ingest, run every stage, write the shards and the manifest.
 pub async fn execute(p: &Pipeline, mode: Mode, progress: bool) -> Result<Summary> {
     let corpus = Corpus::open(&p.db)?;
@@ -396,14 +421,12 @@ pub async fn execute(p: &Pipeline, mode: Mode, progress: bool) -> Result<Summary
         progress,
     )
     .await?;
-    let shards = shards::write_shards(&p.out, &built.rows, p.resolved.rows_per_shard)?;
-    built.manifest.merkle_root = shards::merkle_root_hex(&shards)?;
-    built.manifest.shards = shards;
-    let path = p.out.join("manifest.json");
-    let tmp = p.out.join(".manifest.json.tmp");
-    std::fs::write(&tmp, manifest_bytes(&built.manifest)?)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot write", path.display()))?;
+    let path = write_output(
+        &p.out,
+        &mut built.manifest,
+        &built.rows,
+        p.resolved.rows_per_shard,
+    )?;
     let mut summary = built.summary;
     summary.shards = built.manifest.shards.len();
     summary.merkle_root = built.manifest.merkle_root.clone();

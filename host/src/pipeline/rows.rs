@@ -3,8 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::config::TruncationSection;
 use super::run::{sha256_hex, ItemResult, RolloutRef, Stages};
-use crate::rollout::trajectory::Message;
+use crate::plugin::{TrajectoryFilter, Truncator};
+use crate::rollout::trajectory::{Message, Trajectory};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Metadata {
@@ -38,6 +40,53 @@ pub struct Decision {
     pub kept_messages: Option<usize>,
 }
 
+/// Filters in order (the first that drops decides), then truncation (none: every message
+/// kept) for one trajectory.
+pub fn decide(
+    filters: &[TrajectoryFilter],
+    truncation: Option<(&Truncator, &TruncationSection)>,
+    item: &str,
+    stage: &str,
+    trajectory: &Trajectory,
+    patch: &str,
+) -> Decision {
+    let mut decision = Decision {
+        stage: stage.into(),
+        dropped: None,
+        ratio: None,
+        kept_messages: None,
+    };
+    for f in filters {
+        match crate::rollout::agent_blocking(|| f.check(item, trajectory, patch)) {
+            Ok(None) => {}
+            Ok(Some(why)) => decision.dropped = Some(why),
+            Err(e) => decision.dropped = Some(format!("filter {} failed: {e}", f.name())),
+        }
+        if decision.dropped.is_some() {
+            return decision;
+        }
+    }
+    let all = trajectory.messages.len();
+    let Some((truncator, cfg)) = truncation else {
+        decision.ratio = Some(1.0);
+        decision.kept_messages = Some(all);
+        return decision;
+    };
+    match crate::rollout::agent_blocking(|| truncator.keep(item, trajectory, cfg.budget)) {
+        Ok(Some(n)) => {
+            let ratio = if all == 0 { 0.0 } else { n as f64 / all as f64 };
+            decision.ratio = Some(ratio);
+            decision.kept_messages = Some(n);
+            if ratio < cfg.min_ratio {
+                decision.dropped = Some(format!("truncation ratio {ratio:.3} < {}", cfg.min_ratio));
+            }
+        }
+        Ok(None) => decision.dropped = Some("truncation: nothing fits the budget".into()),
+        Err(f) => decision.dropped = Some(format!("truncation failed: {f}")),
+    }
+    decision
+}
+
 /// A candidate row with what decided it.
 pub struct Candidate {
     pub row: Row,
@@ -56,45 +105,16 @@ impl Stages {
         if res.t2.is_none() || res.stopped.is_some() {
             return None;
         }
-        let mut decision = Decision {
-            stage: stage.into(),
-            dropped: None,
-            ratio: None,
-            kept_messages: None,
-        };
         let item = format!("{}:{stage}", res.item.key);
-        for f in &self.filters {
-            match crate::rollout::agent_blocking(|| f.check(&item, &t.trajectory, &t.patch)) {
-                Ok(None) => {}
-                Ok(Some(why)) => decision.dropped = Some(why),
-                Err(e) => decision.dropped = Some(format!("filter {} failed: {e}", f.name())),
-            }
-            if decision.dropped.is_some() {
-                break;
-            }
-        }
-        if decision.dropped.is_some() {
-        } else {
-            let all = t.trajectory.messages.len();
-            match crate::rollout::agent_blocking(|| {
-                self.truncator
-                    .keep(&item, &t.trajectory, self.cfg.truncation.budget)
-            }) {
-                Ok(Some(n)) => {
-                    let ratio = if all == 0 { 0.0 } else { n as f64 / all as f64 };
-                    decision.ratio = Some(ratio);
-                    decision.kept_messages = Some(n);
-                    if ratio < self.cfg.truncation.min_ratio {
-                        decision.dropped = Some(format!(
-                            "truncation ratio {ratio:.3} < {}",
-                            self.cfg.truncation.min_ratio
-                        ));
-                    }
-                }
-                Ok(None) => decision.dropped = Some("truncation: nothing fits the budget".into()),
-                Err(f) => decision.dropped = Some(format!("truncation failed: {f}")),
-            }
-        }
+        let truncation = Some((&self.truncator, &self.cfg.truncation));
+        let decision = decide(
+            &self.filters,
+            truncation,
+            &item,
+            stage,
+            &t.trajectory,
+            &t.patch,
+        );
         let kept = decision.kept_messages.unwrap_or(0);
         let row_id = sha256_hex(format!("{}\0{stage}", res.item.key).as_bytes());
         let row = Row {
@@ -194,6 +214,14 @@ impl RowSpill {
         Ok(())
     }
 
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
     pub fn get(&self, i: usize) -> anyhow::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let (off, len) = self.at[i];
@@ -203,15 +231,29 @@ impl RowSpill {
     }
 }
 
-/// The rows a run emits, in shard order, read from the spill one at a time.
+/// The rows a run emits, in shard order, read from the spills one at a time.
 pub struct ChosenRows {
-    spill: RowSpill,
-    order: Vec<usize>,
+    spills: Vec<RowSpill>,
+    /// (spill, row in it) in shard order.
+    order: Vec<(usize, usize)>,
 }
 
 impl ChosenRows {
     pub fn new(spill: RowSpill, order: Vec<usize>) -> Self {
-        ChosenRows { spill, order }
+        ChosenRows {
+            spills: vec![spill],
+            order: order.into_iter().map(|i| (0, i)).collect(),
+        }
+    }
+
+    /// Every row of each spill, the spills one after the other.
+    pub fn concat(spills: Vec<RowSpill>) -> Self {
+        let order = spills
+            .iter()
+            .enumerate()
+            .flat_map(|(s, spill)| (0..spill.len()).map(move |i| (s, i)))
+            .collect();
+        ChosenRows { spills, order }
     }
 
     pub fn len(&self) -> usize {
@@ -224,7 +266,8 @@ impl ChosenRows {
 
     /// The `k`th row in shard order.
     pub fn get(&self, k: usize) -> anyhow::Result<Vec<u8>> {
-        self.spill.get(self.order[k])
+        let (s, i) = self.order[k];
+        self.spills[s].get(i)
     }
 }
 

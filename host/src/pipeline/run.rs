@@ -167,6 +167,29 @@ pub struct Stages {
     pub progress: super::progress::Progress,
 }
 
+/// The token counter a tokenizer section names; with `fallback_to_estimate`, the estimate (and a
+/// warning) when its files cannot be read.
+pub fn token_counter(tk: &super::config::TokenizerSection) -> Result<TokenCounter> {
+    let source = match tk.kind.as_str() {
+        "qwen-bpe" => TokenizerSource::BpeFiles {
+            dir: tk.dir.clone().expect("checked at load"),
+            config: tk.config.clone().expect("checked at load"),
+        },
+        "json" => TokenizerSource::Json(tk.path.clone().expect("checked at load")),
+        _ => TokenizerSource::Estimate,
+    };
+    match TokenCounter::new(&source) {
+        Ok(t) => Ok(t),
+        Err(e) if tk.fallback_to_estimate => {
+            eprintln!(
+                "warning: tokenizer: {e:#}; counting tokens with the ESTIMATE (bytes / 4) instead"
+            );
+            TokenCounter::new(&TokenizerSource::Estimate)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn plugin_config(v: &Value) -> String {
     canonical_json(v)
 }
@@ -216,25 +239,7 @@ impl Stages {
             "verify".into(),
             (cfg.verify.plugin.clone(), v_p.sha256.clone()),
         );
-        let tk = &cfg.truncation.tokenizer;
-        let source = match tk.kind.as_str() {
-            "qwen-bpe" => TokenizerSource::BpeFiles {
-                dir: tk.dir.clone().expect("checked at load"),
-                config: tk.config.clone().expect("checked at load"),
-            },
-            "json" => TokenizerSource::Json(tk.path.clone().expect("checked at load")),
-            _ => TokenizerSource::Estimate,
-        };
-        let tokens = match TokenCounter::new(&source) {
-            Ok(t) => t,
-            Err(e) if tk.fallback_to_estimate => {
-                eprintln!(
-                    "warning: tokenizer: {e:#}; counting tokens with the ESTIMATE (bytes / 4) instead"
-                );
-                TokenCounter::new(&TokenizerSource::Estimate)?
-            }
-            Err(e) => return Err(e),
-        };
+        let tokens = token_counter(&cfg.truncation.tokenizer)?;
         let tokens = Arc::new(tokens);
         let t_p = load(&cfg.truncation.plugin)?;
         let truncator = Truncator::new(

@@ -1,0 +1,247 @@
+//! `sera-host rescore`: a verifier plugin over every stored pair. Verdicts are stored under
+//! (pair, plugin sha256, config sha256), so a second run with the same plugin and config only
+//! looks them up; pairs not scored yet are scored in batches on every core.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::pairs::{Pair, Reference, Unpaired};
+use super::sha256_hex;
+use crate::corpus::{Corpus, ImportEntry, StoredVerdict};
+use crate::plugin::Limits;
+use crate::plugin::{LoadedPlugin, PatchPair, PluginEngine, PluginSource, Verifier};
+use crate::teacher::canonical_json;
+
+/// Pairs per call into the plugin.
+const BATCH: usize = 64;
+
+/// A verifier plugin with its config, ready to make per-thread instances.
+pub struct VerifierSpec {
+    pub spec: String,
+    pub engine: PluginEngine,
+    pub plugin: LoadedPlugin,
+    pub config: String,
+    /// sha256 of the canonical config: part of every verdict's key.
+    pub config_sha256: String,
+}
+
+impl VerifierSpec {
+    pub fn load(spec: &str, config: &Value) -> Result<VerifierSpec> {
+        let engine = PluginEngine::with_default_cache()?;
+        let plugin = engine.load(&PluginSource::parse(spec)?)?;
+        let config = canonical_json(config);
+        // Fails here, once, on a plugin of another world or a config it refuses.
+        Verifier::new(&engine, &plugin, &config, Limits::default())
+            .with_context(|| format!("verifier {spec}"))?;
+        Ok(VerifierSpec {
+            spec: spec.to_string(),
+            config_sha256: sha256_hex(config.as_bytes()),
+            engine,
+            plugin,
+            config,
+        })
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.plugin.sha256
+    }
+
+    fn instance(&self) -> Result<Verifier> {
+        Verifier::new(&self.engine, &self.plugin, &self.config, Limits::default())
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RescoreReport {
+    pub verifier: String,
+    pub plugin_sha256: String,
+    pub config: String,
+    pub reference: String,
+    pub trajectories: usize,
+    pub pairs: usize,
+    /// Distinct pairs scored now.
+    pub scored: usize,
+    /// Pairs whose verdict was already stored.
+    pub looked_up: usize,
+    pub failed: usize,
+    #[serde(flatten)]
+    pub unpaired: Unpaired,
+    /// Score in tenths: [0, 0.1), ..., [0.9, 1.0), and exactly 1.0 last.
+    pub histogram: [usize; 11],
+    pub no_score: usize,
+    pub mean: Option<f64>,
+}
+
+/// The verdict of every pair of `entries`. With `reuse`, stored verdicts are looked up and new
+/// ones stored; without (an audit), every pair is scored and nothing is stored. Returns the
+/// report and each pair's verdict by import id.
+pub fn rescore(
+    corpus: &Corpus,
+    verifier: &VerifierSpec,
+    reference: &Reference,
+    entries: &[ImportEntry],
+    threads: usize,
+    reuse: bool,
+) -> Result<(RescoreReport, BTreeMap<String, StoredVerdict>)> {
+    let (pairs, unpaired) = reference.pairs(entries);
+    let keys: Vec<String> = pairs.iter().map(|p| p.key.clone()).collect();
+    let stored = if reuse {
+        corpus.verdicts(verifier.sha256(), &verifier.config_sha256, &keys)?
+    } else {
+        HashMap::new()
+    };
+    // Each pair not stored yet, once, with its candidate patch read.
+    let mut todo: Vec<(&Pair, String)> = Vec::new();
+    let mut queued = std::collections::HashSet::new();
+    for p in &pairs {
+        if !stored.contains_key(&p.key) && queued.insert(p.key.clone()) {
+            let text = corpus.blob(&p.candidate)?;
+            let text = String::from_utf8(text)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            todo.push((p, text));
+        }
+    }
+    let fresh = score(verifier, &todo, threads)?;
+    if reuse {
+        corpus.put_verdicts(verifier.sha256(), &verifier.config_sha256, &fresh)?;
+    }
+    let mut all: HashMap<String, StoredVerdict> = stored;
+    let looked_up = pairs.len() - todo.len();
+    let scored = fresh.len();
+    all.extend(fresh);
+    let mut report = RescoreReport {
+        verifier: verifier.spec.clone(),
+        plugin_sha256: verifier.sha256().to_string(),
+        config: verifier.config.clone(),
+        reference: reference.describe(),
+        trajectories: entries.len(),
+        pairs: pairs.len(),
+        scored,
+        looked_up,
+        unpaired,
+        ..RescoreReport::default()
+    };
+    let mut by_import = BTreeMap::new();
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for p in &pairs {
+        let v = all[&p.key].clone();
+        if v.failure.is_some() {
+            report.failed += 1;
+        } else if let Some(s) = v.score {
+            let bucket = if s >= 1.0 {
+                10
+            } else {
+                (s * 10.0).floor() as usize
+            };
+            report.histogram[bucket.min(10)] += 1;
+            sum += s;
+            n += 1;
+        } else {
+            report.no_score += 1;
+        }
+        by_import.insert(p.import.clone(), v);
+    }
+    report.mean = (n > 0).then(|| sum / n as f64);
+    Ok((report, by_import))
+}
+
+/// Scores `todo` on `threads` threads, each with its own instance, in batches.
+fn score(
+    verifier: &VerifierSpec,
+    todo: &[(&Pair, String)],
+    threads: usize,
+) -> Result<Vec<(String, StoredVerdict)>> {
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    let threads = threads.clamp(1, todo.len().div_ceil(BATCH));
+    let per = todo.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = todo
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || -> Result<Vec<(String, StoredVerdict)>> {
+                    let mut v = verifier.instance()?;
+                    let mut out = Vec::with_capacity(chunk.len());
+                    for batch in chunk.chunks(BATCH) {
+                        let items: Vec<String> =
+                            batch.iter().map(|(p, _)| p.import.clone()).collect();
+                        let pp: Vec<PatchPair> = batch
+                            .iter()
+                            .map(|(p, cand)| PatchPair {
+                                reference: p.reference.to_string(),
+                                candidate: cand.clone(),
+                            })
+                            .collect();
+                        for ((p, _), r) in batch.iter().zip(v.verify_batch(&items, &pp)) {
+                            let stored = match r {
+                                Ok(v) => StoredVerdict {
+                                    score: v.score,
+                                    matched: v.matched,
+                                    total: v.total,
+                                    detail: v.detail,
+                                    failure: None,
+                                },
+                                Err(f) => StoredVerdict {
+                                    score: None,
+                                    matched: 0,
+                                    total: 0,
+                                    detail: String::new(),
+                                    failure: Some(format!("{}: {}", f.kind, f.message)),
+                                },
+                            };
+                            out.push((p.key.clone(), stored));
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(todo.len());
+        for h in handles {
+            all.extend(h.join().expect("a rescore thread panicked")?);
+        }
+        Ok(all)
+    })
+}
+
+impl RescoreReport {
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{} trajectories: {} pairs ({} scored now, {} looked up), {} without a patch, {} without a reference\n",
+            self.trajectories, self.pairs, self.scored, self.looked_up, self.unpaired.no_patch, self.unpaired.no_reference
+        );
+        s.push_str(&format!(
+            "verifier {} (sha256 {}), config {}, reference {}\n",
+            self.verifier,
+            &self.plugin_sha256[..16],
+            self.config,
+            self.reference
+        ));
+        let labels = [
+            "0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0",
+        ];
+        let parts: Vec<String> = labels
+            .iter()
+            .zip(self.histogram)
+            .filter(|(_, n)| *n > 0)
+            .map(|(l, n)| format!("{l}:{n}"))
+            .collect();
+        s.push_str(&format!(
+            "scores: {}; mean {}; no score {}; plugin failures {}\n",
+            if parts.is_empty() {
+                "-".into()
+            } else {
+                parts.join(" ")
+            },
+            self.mean.map_or("-".into(), |m| format!("{m:.4}")),
+            self.no_score,
+            self.failed
+        ));
+        s
+    }
+}

@@ -1,0 +1,627 @@
+//! `sera-host shards`: training shards from stored (imported) trajectories, without generating
+//! anything: select (`--select`), score (a verifier's verdicts give `r`), filter and truncate
+//! (plugins, as in `sera-host run`), render (`openai`, `hermes`, `xml`), and write shards with
+//! the same manifest, hashes and determinism as a pipeline run. `sera-host audit` rebuilds
+//! them from the corpus.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::pairs::Reference;
+use super::render::{render, Render};
+use super::rescore::{rescore, RescoreReport, VerifierSpec};
+use super::select::{Facts, Selection};
+use super::sha256_hex;
+use crate::corpus::{Corpus, ImportEntry};
+use crate::pipeline::config::{
+    abs, resolve_plugin, resolve_tokenizer, FilterSpec, TruncationSection,
+};
+use crate::pipeline::rows::{decide, ChosenRows, RowSpill};
+use crate::pipeline::{tool_versions, Manifest, PluginRef, MANIFEST_FORMAT};
+use crate::plugin::{Limits, PluginEngine, PluginSource, TrajectoryFilter, Truncator};
+use crate::rollout::trajectory::{Message, Trajectory};
+use crate::teacher::canonical_json;
+use crate::tokenizer::{TokenCounter, TokenizerSource};
+
+/// Which verifier gives `r`, and against what.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    #[serde(default = "d_verifier")]
+    pub plugin: String,
+    #[serde(default = "d_table")]
+    pub config: Value,
+    /// `["p1"]`, or files and directories of reference patches (SWE-bench instance JSON,
+    /// JSONL, `INSTANCE.patch`).
+    #[serde(default = "d_reference")]
+    pub reference: Vec<String>,
+}
+
+fn d_verifier() -> String {
+    "builtin:line-recall".into()
+}
+fn d_table() -> Value {
+    json!({})
+}
+fn d_reference() -> Vec<String> {
+    vec!["p1".into()]
+}
+fn d_rows_per_shard() -> usize {
+    1000
+}
+
+/// Everything that decides the rows, resolved (paths absolute): what the manifest embeds.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReshardSpec {
+    #[serde(default)]
+    pub select: Option<String>,
+    #[serde(default = "d_render")]
+    pub render: Render,
+    #[serde(default = "d_rows_per_shard")]
+    pub rows_per_shard: usize,
+    #[serde(default)]
+    pub verify: Option<VerifySpec>,
+    #[serde(default)]
+    pub filters: Vec<FilterSpec>,
+    /// None: every message kept.
+    #[serde(default)]
+    pub truncation: Option<TruncationSection>,
+}
+
+fn d_render() -> Render {
+    Render::Openai
+}
+
+impl Default for ReshardSpec {
+    fn default() -> Self {
+        ReshardSpec {
+            select: None,
+            render: Render::Openai,
+            rows_per_shard: d_rows_per_shard(),
+            verify: None,
+            filters: Vec::new(),
+            truncation: None,
+        }
+    }
+}
+
+/// Command-line values that replace the file's.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub select: Option<String>,
+    pub render: Option<String>,
+    pub rows_per_shard: Option<usize>,
+    pub verifier: Option<String>,
+    pub verifier_config: Option<Value>,
+    pub reference: Vec<String>,
+}
+
+impl ReshardSpec {
+    /// Reads `file` (TOML with the keys of `ReshardSpec`), applies `o`, checks values and
+    /// makes paths absolute (relative to the file, or to the working directory for flags).
+    pub fn load(file: Option<&Path>, o: Overrides) -> Result<ReshardSpec> {
+        let cwd = std::env::current_dir()?;
+        let (mut spec, base, shown) = match file {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{shown}: cannot read the shards config"))?;
+                let spec: ReshardSpec = toml::from_str(&text)
+                    .map_err(|e| anyhow!("{shown}: {}", e.to_string().trim()))?;
+                let base = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(|p| abs(&cwd, p))
+                    .unwrap_or(cwd.clone());
+                (spec, base, shown)
+            }
+            None => (ReshardSpec::default(), cwd.clone(), "command line".into()),
+        };
+        let bad = |key: &str, why: &str| anyhow!("{shown}: `{key}`: {why}");
+        if let Some(s) = o.select {
+            spec.select = Some(s);
+        }
+        if let Some(r) = o.render {
+            spec.render = Render::parse(&r)?;
+        }
+        if let Some(n) = o.rows_per_shard {
+            spec.rows_per_shard = n;
+        }
+        let flags_verify =
+            o.verifier.is_some() || o.verifier_config.is_some() || !o.reference.is_empty();
+        if flags_verify {
+            let mut v = spec.verify.take().unwrap_or(VerifySpec {
+                plugin: d_verifier(),
+                config: d_table(),
+                reference: d_reference(),
+            });
+            if let Some(p) = o.verifier {
+                v.plugin = resolve_plugin(&cwd, "--verifier", "verifier", &p)?;
+            }
+            if let Some(c) = o.verifier_config {
+                v.config = c;
+            }
+            if !o.reference.is_empty() {
+                v.reference = o
+                    .reference
+                    .iter()
+                    .map(|r| reference_path(&cwd, r))
+                    .collect();
+            }
+            spec.verify = Some(v);
+        } else if let Some(v) = &mut spec.verify {
+            v.plugin = resolve_plugin(&base, &shown, "verify.plugin", &v.plugin)?;
+            v.reference = v
+                .reference
+                .iter()
+                .map(|r| reference_path(&base, r))
+                .collect();
+        }
+        if spec.rows_per_shard == 0 {
+            return Err(bad("rows_per_shard", "must be at least 1"));
+        }
+        if let Some(s) = &spec.select {
+            Selection::compile(s)?;
+        }
+        for (i, f) in spec.filters.iter_mut().enumerate() {
+            f.plugin = resolve_plugin(&base, &shown, &format!("filters[{i}].plugin"), &f.plugin)?;
+        }
+        if let Some(t) = &mut spec.truncation {
+            t.plugin = resolve_plugin(&base, &shown, "truncation.plugin", &t.plugin)?;
+            resolve_tokenizer(&base, &shown, "truncation.tokenizer", &mut t.tokenizer)?;
+            if !(0.0..=1.0).contains(&t.min_ratio) {
+                return Err(bad("truncation.min_ratio", "must be between 0 and 1"));
+            }
+            if t.budget == 0 {
+                return Err(bad("truncation.budget", "must be at least 1"));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+fn reference_path(base: &Path, r: &str) -> String {
+    if r == "p1" {
+        r.to_string()
+    } else {
+        abs(base, Path::new(r)).display().to_string()
+    }
+}
+
+/// What a reshard manifest records besides the common fields.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct ReshardManifest {
+    pub spec: ReshardSpec,
+    /// Stored trajectories considered, and sha256 over "import-id trajectory-sha256
+    /// patch-sha256" lines in id order.
+    pub imports: usize,
+    pub imports_sha256: String,
+    /// sha256 over the reference patches by instance, when they come from files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references_sha256: Option<String>,
+}
+
+/// A shard row made from a stored trajectory.
+#[derive(Serialize)]
+struct Row<'a> {
+    messages: Vec<Message>,
+    tools: &'a [Value],
+    metadata: RowMetadata<'a>,
+}
+
+#[derive(Serialize)]
+struct RowMetadata<'a> {
+    /// The import's id (sha256 of its source file's sha256 and its place in it).
+    row_id: &'a str,
+    format: &'a str,
+    /// The source file's name (not its path: rows do not depend on where files were).
+    source: &'a str,
+    locator: &'a str,
+    instance_id: Option<&'a str>,
+    stage: Option<&'a str>,
+    r: Option<f64>,
+    truncation_ratio: f64,
+    render: Render,
+}
+
+/// What a reshard did, for the closing summary.
+#[derive(Debug, Default, Serialize)]
+pub struct ReshardReport {
+    pub trajectories: usize,
+    pub selected: usize,
+    /// Why trajectories were not selected (the expression's result or error), with counts.
+    pub not_selected: BTreeMap<String, usize>,
+    pub dropped: BTreeMap<String, usize>,
+    pub rows: usize,
+    pub raw_bytes: u64,
+    pub shards: usize,
+    pub merkle_root: String,
+    pub tokenizer: String,
+    pub rescore: Option<RescoreReport>,
+    pub manifest: PathBuf,
+}
+
+/// Whether stored verdicts may be used (a run) or everything is recomputed and nothing stored
+/// (an audit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdicts {
+    Reuse,
+    Recompute,
+}
+
+/// Rows (in import-id order) and the manifest without its shard hashes.
+pub struct Built {
+    pub rows: ChosenRows,
+    pub manifest: Manifest,
+    pub report: ReshardReport,
+}
+
+/// Change lines (`+`/`-` inside hunks, headers excluded) of a unified diff.
+fn change_lines(patch: &str) -> usize {
+    patch
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') && !l.starts_with("+++"))
+                || (l.starts_with('-') && !l.starts_with("---"))
+        })
+        .count()
+}
+
+/// SERA rows: T2 when they carry a target patch (P1), else T1.
+fn stage_of(e: &ImportEntry) -> Option<&'static str> {
+    if e.format != "sera" {
+        return None;
+    }
+    match e.meta.get("target_patch").and_then(Value::as_str) {
+        Some(p) if !p.trim().is_empty() => Some("T2"),
+        _ => Some("T1"),
+    }
+}
+
+/// The plugins a reshard runs, shared by its worker threads.
+struct Plugins {
+    filters: Vec<TrajectoryFilter>,
+    truncator: Option<Truncator>,
+    refs: BTreeMap<String, PluginRef>,
+    tokens: Arc<TokenCounter>,
+}
+
+fn load_plugins(spec: &ReshardSpec) -> Result<Plugins> {
+    let engine = PluginEngine::with_default_cache()?;
+    let tokens = Arc::new(match &spec.truncation {
+        Some(t) => crate::pipeline::run::token_counter(&t.tokenizer)?,
+        None => TokenCounter::new(&TokenizerSource::Estimate)?,
+    });
+    let mut refs = BTreeMap::new();
+    let mut filters = Vec::new();
+    for (i, f) in spec.filters.iter().enumerate() {
+        let loaded = engine.load(&PluginSource::parse(&f.plugin)?)?;
+        filters.push(TrajectoryFilter::new(
+            &engine,
+            &loaded,
+            &canonical_json(&f.config),
+            Limits::default(),
+            tokens.clone(),
+        )?);
+        refs.insert(
+            format!("filters[{i}]"),
+            PluginRef {
+                source: f.plugin.clone(),
+                sha256: loaded.sha256.clone(),
+            },
+        );
+    }
+    let truncator = match &spec.truncation {
+        Some(t) => {
+            let loaded = engine.load(&PluginSource::parse(&t.plugin)?)?;
+            refs.insert(
+                "truncation".into(),
+                PluginRef {
+                    source: t.plugin.clone(),
+                    sha256: loaded.sha256.clone(),
+                },
+            );
+            Some(Truncator::new(
+                &engine,
+                &loaded,
+                &canonical_json(&t.config),
+                Limits::default(),
+                tokens.clone(),
+            )?)
+        }
+        None => None,
+    };
+    Ok(Plugins {
+        filters,
+        truncator,
+        refs,
+        tokens,
+    })
+}
+
+/// One worker's share: rows spilled in entry order, and its tallies.
+struct Share {
+    spill: RowSpill,
+    selected: usize,
+    not_selected: BTreeMap<String, usize>,
+    dropped: BTreeMap<String, usize>,
+}
+
+fn process(
+    db: &Path,
+    entries: &[ImportEntry],
+    spec: &ReshardSpec,
+    select: Option<&Selection>,
+    scores: &BTreeMap<String, Option<f64>>,
+    plugins: &Plugins,
+) -> Result<Share> {
+    let corpus = Corpus::open_existing(db)?;
+    let mut share = Share {
+        spill: RowSpill::new()?,
+        selected: 0,
+        not_selected: BTreeMap::new(),
+        dropped: BTreeMap::new(),
+    };
+    let mut line = Vec::new();
+    for e in entries {
+        let t: Trajectory =
+            serde_json::from_slice(&corpus.blob(&e.trajectory)?).with_context(|| {
+                format!(
+                    "import {} ({} {}): stored trajectory",
+                    e.id, e.source, e.locator
+                )
+            })?;
+        let patch = match &e.patch {
+            Some(p) => String::from_utf8_lossy(&corpus.blob(p)?).into_owned(),
+            None => String::new(),
+        };
+        let r = scores.get(&e.id).copied().flatten();
+        let stage = stage_of(e);
+        if let Some(sel) = select {
+            let facts = Facts {
+                format: e.format.clone(),
+                source: e.source.clone(),
+                locator: e.locator.clone(),
+                instance_id: e.instance_id.clone(),
+                stage: stage.map(String::from),
+                r,
+                messages: t.messages.len(),
+                tool_calls: t.messages.iter().map(|m| m.tool_calls.len()).sum(),
+                patch_lines: change_lines(&patch),
+                func_name: e
+                    .meta
+                    .get("func_name")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                chars: t.messages.iter().map(|m| m.content.chars().count()).sum(),
+            };
+            match sel.matches(&facts) {
+                Ok(true) => {}
+                Ok(false) => {
+                    *share.not_selected.entry("false".into()).or_default() += 1;
+                    continue;
+                }
+                Err(why) => {
+                    *share
+                        .not_selected
+                        .entry(format!("error: {why}"))
+                        .or_default() += 1;
+                    continue;
+                }
+            }
+        }
+        share.selected += 1;
+        let truncation = match (&plugins.truncator, &spec.truncation) {
+            (Some(t), Some(cfg)) => Some((t, cfg)),
+            _ => None,
+        };
+        let item = format!("import {}", e.id);
+        let d = decide(
+            &plugins.filters,
+            truncation,
+            &item,
+            stage.unwrap_or("import"),
+            &t,
+            &patch,
+        );
+        if let Some(why) = &d.dropped {
+            let kind = why.split(':').next().unwrap_or(why).to_string();
+            *share.dropped.entry(kind).or_default() += 1;
+            continue;
+        }
+        let kept = d
+            .kept_messages
+            .unwrap_or(t.messages.len())
+            .min(t.messages.len());
+        let source = Path::new(&e.source)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| e.source.clone());
+        let row = Row {
+            messages: render(&t.messages[..kept], spec.render),
+            tools: &t.tools,
+            metadata: RowMetadata {
+                row_id: &e.id,
+                format: &e.format,
+                source: &source,
+                locator: &e.locator,
+                instance_id: e.instance_id.as_deref(),
+                stage,
+                r,
+                truncation_ratio: d.ratio.unwrap_or(1.0),
+                render: spec.render,
+            },
+        };
+        line.clear();
+        serde_json::to_writer(&mut line, &row)?;
+        share.spill.push(&line)?;
+    }
+    Ok(share)
+}
+
+/// Builds the rows of `spec` from the corpus at `db` on `threads` threads.
+pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) -> Result<Built> {
+    let corpus = Corpus::open_existing(db)?;
+    let entries = corpus.import_entries()?;
+    if entries.is_empty() {
+        bail!(
+            "{}: no stored trajectories (import some with `sera-host import`)",
+            db.display()
+        );
+    }
+    let select = spec.select.as_deref().map(Selection::compile).transpose()?;
+    let mut plugins_refs = BTreeMap::new();
+    let mut references_sha256 = None;
+    let mut scores: BTreeMap<String, Option<f64>> = BTreeMap::new();
+    let mut rescore_report = None;
+    if let Some(v) = &spec.verify {
+        let verifier = VerifierSpec::load(&v.plugin, &v.config)?;
+        let reference = Reference::parse(&v.reference)?;
+        if let Reference::Instances(r) = &reference {
+            references_sha256 = Some(r.digest());
+        }
+        let (report, by_import) = rescore(
+            &corpus,
+            &verifier,
+            &reference,
+            &entries,
+            threads,
+            verdicts == Verdicts::Reuse,
+        )?;
+        for (id, v) in by_import {
+            scores.insert(id, if v.failure.is_some() { None } else { v.score });
+        }
+        plugins_refs.insert(
+            "verify".to_string(),
+            PluginRef {
+                source: v.plugin.clone(),
+                sha256: verifier.sha256().to_string(),
+            },
+        );
+        rescore_report = Some(report);
+    }
+    let plugins = load_plugins(spec)?;
+    plugins_refs.extend(plugins.refs.clone());
+    let threads = threads.clamp(1, entries.len());
+    let per = entries.len().div_ceil(threads);
+    let shares: Vec<Share> = std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(per)
+            .map(|chunk| {
+                let (select, scores, plugins) = (select.as_ref(), &scores, &plugins);
+                s.spawn(move || process(db, chunk, spec, select, scores, plugins))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a reshard thread panicked"))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut report = ReshardReport {
+        trajectories: entries.len(),
+        tokenizer: plugins.tokens.description.clone(),
+        rescore: rescore_report,
+        ..ReshardReport::default()
+    };
+    let mut spills = Vec::new();
+    for sh in shares {
+        report.selected += sh.selected;
+        for (k, n) in sh.not_selected {
+            *report.not_selected.entry(k).or_default() += n;
+        }
+        for (k, n) in sh.dropped {
+            *report.dropped.entry(k).or_default() += n;
+        }
+        spills.push(sh.spill);
+    }
+    let rows = ChosenRows::concat(spills);
+    report.rows = rows.len();
+    let mut lines = String::new();
+    for e in &entries {
+        lines.push_str(&format!(
+            "{} {} {}\n",
+            e.id,
+            e.trajectory,
+            e.patch.as_deref().unwrap_or("-")
+        ));
+    }
+    let tokenizer_kind = spec
+        .truncation
+        .as_ref()
+        .map_or("estimate".to_string(), |t| t.tokenizer.kind.clone());
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        tool_versions: tool_versions(),
+        pipeline_sha256: sha256_hex(canonical_json(&serde_json::to_value(spec)?).as_bytes()),
+        pipeline: None,
+        reshard: Some(ReshardManifest {
+            spec: spec.clone(),
+            imports: entries.len(),
+            imports_sha256: sha256_hex(lines.as_bytes()),
+            references_sha256,
+        }),
+        plugins: plugins_refs,
+        tokenizer: BTreeMap::from([
+            ("kind".to_string(), tokenizer_kind),
+            ("sha256".to_string(), plugins.tokens.fingerprint.clone()),
+        ]),
+        snapshots: Vec::new(),
+        exchanges: BTreeMap::new(),
+        rows: rows.len(),
+        shards: Vec::new(),
+        merkle_root: String::new(),
+    };
+    Ok(Built {
+        rows,
+        manifest,
+        report,
+    })
+}
+
+/// `sera-host shards`: builds and writes the shards and the manifest into `out`.
+pub fn execute(db: &Path, out: &Path, spec: &ReshardSpec, threads: usize) -> Result<ReshardReport> {
+    let mut built = build(db, spec, Verdicts::Reuse, threads)?;
+    let path =
+        crate::pipeline::write_output(out, &mut built.manifest, &built.rows, spec.rows_per_shard)?;
+    let mut report = built.report;
+    report.raw_bytes = built.manifest.shards.iter().map(|s| s.raw_bytes).sum();
+    report.shards = built.manifest.shards.len();
+    report.merkle_root = built.manifest.merkle_root.clone();
+    report.manifest = path;
+    Ok(report)
+}
+
+impl ReshardReport {
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        if let Some(r) = &self.rescore {
+            s.push_str(&r.render());
+        }
+        s.push_str(&format!(
+            "{} stored trajectories: {} selected\n",
+            self.trajectories, self.selected
+        ));
+        for (k, n) in &self.not_selected {
+            s.push_str(&format!("not selected: {k}: {n}\n"));
+        }
+        for (k, n) in &self.dropped {
+            s.push_str(&format!("dropped: {k}: {n}\n"));
+        }
+        s.push_str(&format!(
+            "rows: {} ({} bytes of JSONL) in {} shards; merkle root {}\ntokenizer: {}\nmanifest: {}\n",
+            self.rows,
+            self.raw_bytes,
+            self.shards,
+            self.merkle_root,
+            self.tokenizer,
+            self.manifest.display()
+        ));
+        s
+    }
+}
