@@ -40,6 +40,9 @@ pub struct RescoreArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also print each pair's verdict: score, matched/total, instance, file and place.
+    #[arg(long)]
+    list: bool,
 }
 
 pub fn rescore_cmd(args: RescoreArgs) -> Result<ExitCode> {
@@ -48,7 +51,7 @@ pub fn rescore_cmd(args: RescoreArgs) -> Result<ExitCode> {
     let reference = Reference::parse(&args.reference)?;
     let corpus = Corpus::open_existing(&args.db)?;
     let entries = corpus.import_entries()?;
-    let (report, _) = rescore(
+    let (report, verdicts) = rescore(
         &corpus,
         &verifier,
         &reference,
@@ -56,6 +59,26 @@ pub fn rescore_cmd(args: RescoreArgs) -> Result<ExitCode> {
         threads(args.threads),
         true,
     )?;
+    if args.list {
+        for e in &entries {
+            let Some(v) = verdicts.get(&e.id) else {
+                continue;
+            };
+            let score = match (&v.failure, v.score) {
+                (Some(f), _) => format!("failed ({f})"),
+                (None, Some(s)) => format!("{s:.6}"),
+                (None, None) => "none".into(),
+            };
+            println!(
+                "{score}\t{}/{}\t{}\t{}:{}",
+                v.matched,
+                v.total,
+                e.instance_id.as_deref().unwrap_or("-"),
+                e.source,
+                e.locator
+            );
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
