@@ -63,7 +63,19 @@ pub struct ImportEntry {
     pub instance_id: Option<String>,
     pub trajectory: String,
     pub patch: Option<String>,
-    pub meta: serde_json::Value,
+    /// sha256 of a non-empty `target_patch` in the source fields (a SERA T2 row's P1); the
+    /// text itself is read with `import_target_patch` when it is needed.
+    pub target_patch_sha256: Option<String>,
+    pub func_name: Option<String>,
+}
+
+/// The few source fields an entry keeps (the rest stays in the corpus).
+#[derive(serde::Deserialize)]
+struct MetaPeek<'a> {
+    #[serde(borrow, default)]
+    target_patch: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    func_name: Option<String>,
 }
 
 /// A stored import, as read back.
@@ -104,28 +116,62 @@ impl Corpus {
         let mut st = self.conn().prepare(
             "SELECT id, format, source, locator, instance_id, trajectory, patch, meta FROM imports ORDER BY id",
         )?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(ImportEntry {
-                    id: r.get(0)?,
-                    format: r.get(1)?,
-                    source: r.get(2)?,
-                    locator: r.get(3)?,
-                    instance_id: r.get(4)?,
-                    trajectory: r.get(5)?,
-                    patch: r.get(6)?,
-                    meta: serde_json::from_str(&r.get::<_, String>(7)?)
-                        .unwrap_or(serde_json::Value::Null),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        let mut rows = st.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let meta = r.get_ref(7)?.as_str()?;
+            let peek: MetaPeek = serde_json::from_str(meta).unwrap_or(MetaPeek {
+                target_patch: None,
+                func_name: None,
+            });
+            out.push(ImportEntry {
+                id: r.get(0)?,
+                format: r.get(1)?,
+                source: r.get(2)?,
+                locator: r.get(3)?,
+                instance_id: r.get(4)?,
+                trajectory: r.get(5)?,
+                patch: r.get(6)?,
+                target_patch_sha256: peek
+                    .target_patch
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| hex::encode(Sha256::digest(p.as_bytes()))),
+                func_name: peek.func_name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The source fields an import kept.
+    pub fn import_meta(&self, id: &str) -> Result<serde_json::Value> {
+        let meta: String = self
+            .conn()
+            .prepare_cached("SELECT meta FROM imports WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        Ok(serde_json::from_str(&meta)?)
+    }
+
+    /// The `target_patch` source field of an import (a SERA T2 row's P1), if it has one.
+    pub fn import_target_patch(&self, id: &str) -> Result<Option<String>> {
+        let mut st = self
+            .conn()
+            .prepare_cached("SELECT meta FROM imports WHERE id = ?1")?;
+        let mut rows = st.query([id])?;
+        let Some(r) = rows.next()? else {
+            return Ok(None);
+        };
+        let peek: MetaPeek = serde_json::from_str(r.get_ref(0)?.as_str()?)?;
+        Ok(peek
+            .target_patch
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| p.into_owned()))
     }
 
     /// Every import with its trajectory and patch read, in id order.
     pub fn imports(&self) -> Result<Vec<ImportRow>> {
         let mut out = Vec::new();
         for e in self.import_entries()? {
+            let meta = self.import_meta(&e.id)?;
             out.push(ImportRow {
                 trajectory: self.blob(&e.trajectory)?,
                 patch: e.patch.as_deref().map(|p| self.blob(p)).transpose()?,
@@ -134,7 +180,7 @@ impl Corpus {
                 source: e.source,
                 locator: e.locator,
                 instance_id: e.instance_id,
-                meta: e.meta,
+                meta,
             });
         }
         Ok(out)

@@ -124,7 +124,7 @@ const MIGRATIONS: &[&str] = &[
         total INTEGER NOT NULL,
         detail TEXT NOT NULL,
         failure TEXT,                   -- the plugin failed on this pair: how
-        PRIMARY KEY (pair, plugin, config)
+        PRIMARY KEY (plugin, config, pair)
     ) WITHOUT ROWID;",
 ];
 

@@ -18,33 +18,49 @@ pub struct StoredVerdict {
 }
 
 impl Corpus {
-    /// The stored verdicts of `plugin` with `config` for `pairs` (those that have one).
+    /// The stored verdicts of `plugin` with `config` for `pairs` (those that have one). Many
+    /// pairs are read in one range scan of the plugin's and config's verdicts.
     pub fn verdicts(
         &self,
         plugin: &str,
         config: &str,
         pairs: &[String],
     ) -> Result<HashMap<String, StoredVerdict>> {
-        let mut st = self.conn().prepare_cached(
-            "SELECT score, matched, total, detail, failure FROM verdicts WHERE pair = ?1 AND plugin = ?2 AND config = ?3",
-        )?;
+        let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<StoredVerdict> {
+            Ok(StoredVerdict {
+                score: r.get(0)?,
+                matched: r.get(1)?,
+                total: r.get(2)?,
+                detail: r.get(3)?,
+                failure: r.get(4)?,
+            })
+        };
         let mut out = HashMap::new();
+        if pairs.len() > 256 {
+            let wanted: std::collections::HashSet<&str> =
+                pairs.iter().map(String::as_str).collect();
+            let mut st = self.conn().prepare_cached(
+                "SELECT score, matched, total, detail, failure, pair FROM verdicts WHERE plugin = ?1 AND config = ?2",
+            )?;
+            let mut rows = st.query(params![plugin, config])?;
+            while let Some(r) = rows.next()? {
+                let pair: String = r.get(5)?;
+                if wanted.contains(pair.as_str()) {
+                    out.insert(pair, row(r)?);
+                }
+            }
+            return Ok(out);
+        }
+        let mut st = self.conn().prepare_cached(
+            "SELECT score, matched, total, detail, failure FROM verdicts WHERE plugin = ?1 AND config = ?2 AND pair = ?3",
+        )?;
         for pair in pairs {
             if out.contains_key(pair) {
                 continue;
             }
-            let mut rows = st.query(params![pair, plugin, config])?;
+            let mut rows = st.query(params![plugin, config, pair])?;
             if let Some(r) = rows.next()? {
-                out.insert(
-                    pair.clone(),
-                    StoredVerdict {
-                        score: r.get(0)?,
-                        matched: r.get(1)?,
-                        total: r.get(2)?,
-                        detail: r.get(3)?,
-                        failure: r.get(4)?,
-                    },
-                );
+                out.insert(pair.clone(), row(r)?);
             }
         }
         Ok(out)

@@ -185,7 +185,15 @@ pub struct Pair {
     pub key: String,
     /// The candidate patch's blob id.
     pub candidate: String,
-    pub reference: Arc<str>,
+    pub reference: ReferenceText,
+}
+
+/// Where a pair's reference text is: in memory (reference files), or the import's own
+/// `target_patch`, read from the corpus only when the pair is scored.
+#[derive(Clone, Debug)]
+pub enum ReferenceText {
+    Text(Arc<str>),
+    TargetPatchOf(String),
 }
 
 /// Why a stored trajectory has no pair.
@@ -205,10 +213,10 @@ impl Reference {
         let Some(candidate) = e.patch.clone() else {
             return Err("no patch");
         };
-        let (reference, reference_sha): (Arc<str>, String) = match self {
-            Reference::P1 => match e.meta.get("target_patch").and_then(Value::as_str) {
-                Some(p) if !p.trim().is_empty() => (p.into(), sha256_hex(p.as_bytes())),
-                _ => return Err("no reference"),
+        let (reference, reference_sha) = match self {
+            Reference::P1 => match &e.target_patch_sha256 {
+                Some(sha) => (ReferenceText::TargetPatchOf(e.id.clone()), sha.clone()),
+                None => return Err("no reference"),
             },
             Reference::Instances(refs) => {
                 match e
@@ -216,7 +224,7 @@ impl Reference {
                     .as_deref()
                     .and_then(|i| refs.by_instance.get(i))
                 {
-                    Some((p, sha, _)) => (p.clone(), sha.clone()),
+                    Some((p, sha, _)) => (ReferenceText::Text(p.clone()), sha.clone()),
                     None => return Err("no reference"),
                 }
             }

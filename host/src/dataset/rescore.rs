@@ -3,12 +3,13 @@
 //! looks them up; pairs not scored yet are scored in batches on every core.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::pairs::{Pair, Reference, Unpaired};
+use super::pairs::{Pair, Reference, ReferenceText, Unpaired};
 use super::sha256_hex;
 use crate::corpus::{Corpus, ImportEntry, StoredVerdict};
 use crate::plugin::Limits;
@@ -93,18 +94,15 @@ pub fn rescore(
     } else {
         HashMap::new()
     };
-    // Each pair not stored yet, once, with its candidate patch read.
-    let mut todo: Vec<(&Pair, String)> = Vec::new();
+    // Each pair not stored yet, once.
+    let mut todo: Vec<&Pair> = Vec::new();
     let mut queued = std::collections::HashSet::new();
     for p in &pairs {
         if !stored.contains_key(&p.key) && queued.insert(p.key.clone()) {
-            let text = corpus.blob(&p.candidate)?;
-            let text = String::from_utf8(text)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            todo.push((p, text));
+            todo.push(p);
         }
     }
-    let fresh = score(verifier, &todo, threads)?;
+    let fresh = score(corpus.path(), verifier, &todo, threads)?;
     if reuse {
         corpus.put_verdicts(verifier.sha256(), &verifier.config_sha256, &fresh)?;
     }
@@ -149,10 +147,29 @@ pub fn rescore(
     Ok((report, by_import))
 }
 
-/// Scores `todo` on `threads` threads, each with its own instance, in batches.
+/// Both patches of a pair, read from the corpus.
+fn read_pair(corpus: &Corpus, p: &Pair) -> Result<PatchPair> {
+    let text = corpus.blob(&p.candidate)?;
+    let candidate = String::from_utf8(text)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let reference = match &p.reference {
+        ReferenceText::Text(t) => t.to_string(),
+        ReferenceText::TargetPatchOf(id) => corpus
+            .import_target_patch(id)?
+            .with_context(|| format!("import {id}: its target patch is gone"))?,
+    };
+    Ok(PatchPair {
+        reference,
+        candidate,
+    })
+}
+
+/// Scores `todo` on `threads` threads, each with its own instance and its own connection to
+/// the corpus at `db` (reading the patches is most of the work), in batches.
 fn score(
+    db: &Path,
     verifier: &VerifierSpec,
-    todo: &[(&Pair, String)],
+    todo: &[&Pair],
     threads: usize,
 ) -> Result<Vec<(String, StoredVerdict)>> {
     if todo.is_empty() {
@@ -165,19 +182,16 @@ fn score(
             .chunks(per)
             .map(|chunk| {
                 s.spawn(move || -> Result<Vec<(String, StoredVerdict)>> {
+                    let corpus = Corpus::open_existing(db)?;
                     let mut v = verifier.instance()?;
                     let mut out = Vec::with_capacity(chunk.len());
                     for batch in chunk.chunks(BATCH) {
-                        let items: Vec<String> =
-                            batch.iter().map(|(p, _)| p.import.clone()).collect();
+                        let items: Vec<String> = batch.iter().map(|p| p.import.clone()).collect();
                         let pp: Vec<PatchPair> = batch
                             .iter()
-                            .map(|(p, cand)| PatchPair {
-                                reference: p.reference.to_string(),
-                                candidate: cand.clone(),
-                            })
-                            .collect();
-                        for ((p, _), r) in batch.iter().zip(v.verify_batch(&items, &pp)) {
+                            .map(|p| read_pair(&corpus, p))
+                            .collect::<Result<_>>()?;
+                        for (p, r) in batch.iter().zip(v.verify_batch(&items, &pp)) {
                             let stored = match r {
                                 Ok(v) => StoredVerdict {
                                     score: v.score,

@@ -278,10 +278,11 @@ fn stage_of(e: &ImportEntry) -> Option<&'static str> {
     if e.format != "sera" {
         return None;
     }
-    match e.meta.get("target_patch").and_then(Value::as_str) {
-        Some(p) if !p.trim().is_empty() => Some("T2"),
-        _ => Some("T1"),
-    }
+    Some(if e.target_patch_sha256.is_some() {
+        "T2"
+    } else {
+        "T1"
+    })
 }
 
 /// The plugins a reshard runs, shared by its worker threads.
@@ -394,11 +395,7 @@ fn process(
                 messages: t.messages.len(),
                 tool_calls: t.messages.iter().map(|m| m.tool_calls.len()).sum(),
                 patch_lines: change_lines(&patch),
-                func_name: e
-                    .meta
-                    .get("func_name")
-                    .and_then(Value::as_str)
-                    .map(String::from),
+                func_name: e.func_name.clone(),
                 chars: t.messages.iter().map(|m| m.content.chars().count()).sum(),
             };
             match sel.matches(&facts) {
