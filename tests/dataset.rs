@@ -384,6 +384,22 @@ fn shards_render_three_ways_deterministically_and_audit() {
             .unwrap());
         assert!(audit.contains("audit passed"), "{audit}");
     }
+    // `explain` names where a row came from: the import, its file and place.
+    let first = rows(&dir.path().join("openai-a"))[0].clone();
+    let id = first["metadata"]["row_id"].as_str().unwrap();
+    let explained = ok(bin()
+        .args(["explain", &id[..12], "--db"])
+        .arg(&db)
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(&explained).unwrap();
+    assert_eq!(v["import"], id);
+    assert_eq!(v["locator"], first["metadata"]["locator"]);
+    assert!(v["source"]
+        .as_str()
+        .unwrap()
+        .ends_with(first["metadata"]["source"].as_str().unwrap()));
+
     // A flipped byte in a shard fails the audit, naming the shard.
     let a = dir.path().join("openai-a");
     let shard = a.join("shard-00000.jsonl.zst");

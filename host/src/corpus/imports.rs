@@ -142,6 +142,36 @@ impl Corpus {
         Ok(out)
     }
 
+    /// The import whose id is `id` or starts with it, as JSON (without its blobs' contents);
+    /// an error when the prefix is ambiguous.
+    pub fn import_by_prefix(&self, id: &str) -> Result<Option<serde_json::Value>> {
+        let mut st = self.conn().prepare_cached(
+            "SELECT id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at
+             FROM imports WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
+        )?;
+        let hits: Vec<serde_json::Value> = st
+            .query_map(params![id, format!("{id}\u{10ffff}")], |r| {
+                Ok(serde_json::json!({
+                    "import": r.get::<_, String>(0)?,
+                    "format": r.get::<_, String>(1)?,
+                    "source": r.get::<_, String>(2)?,
+                    "source_sha256": r.get::<_, String>(3)?,
+                    "locator": r.get::<_, String>(4)?,
+                    "instance_id": r.get::<_, Option<String>>(5)?,
+                    "trajectory_sha256": r.get::<_, String>(6)?,
+                    "patch_sha256": r.get::<_, Option<String>>(7)?,
+                    "source_fields": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(8)?).unwrap_or_default(),
+                    "imported_at": r.get::<_, String>(9)?,
+                }))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        match hits.len() {
+            0 => Ok(None),
+            1 => Ok(hits.into_iter().next()),
+            _ => anyhow::bail!("import id prefix {id} is ambiguous; give more characters"),
+        }
+    }
+
     /// The source fields an import kept.
     pub fn import_meta(&self, id: &str) -> Result<serde_json::Value> {
         let meta: String = self

@@ -242,8 +242,12 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
 /// `sera-host explain ROW_ID`: the stored provenance chain of a row (id or unique prefix).
 pub fn explain(db: &Path, row: &str) -> Result<String> {
     let corpus = Corpus::open_existing(db)?;
-    match corpus.row_provenance(row)? {
-        Some((_, p)) => Ok(String::from_utf8(p)?),
-        None => anyhow::bail!("no shard row {row} in {}", db.display()),
+    if let Some((_, p)) = corpus.row_provenance(row)? {
+        return Ok(String::from_utf8(p)?);
+    }
+    // Rows of `sera-host shards` are named by the import they came from.
+    match corpus.import_by_prefix(row)? {
+        Some(v) => Ok(serde_json::to_string_pretty(&v)?),
+        None => anyhow::bail!("no shard row or import {row} in {}", db.display()),
     }
 }
