@@ -67,6 +67,32 @@ enum PluginCommand {
     },
     /// List the builtin plugins.
     List,
+    /// A conformance run for the plugin's world, with a pass/fail report (exit 1 on a failure).
+    Check {
+        /// A component file, or builtin:NAME.
+        plugin: String,
+        /// The world it must implement (verifier, tools, pr-synthesizer, truncation,
+        /// trajectory-filter).
+        #[arg(long)]
+        world: Option<String>,
+        /// The config `init` gets, as JSON.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Verifiers: every verdict must equal this verifier's (builtin:NAME or a file).
+        #[arg(long)]
+        same_as: Option<String>,
+        /// The config of the `--same-as` verifier (default: the same as `--config`).
+        #[arg(long)]
+        same_as_config: Option<String>,
+        /// Verifiers: more pairs, a JSONL file of {"name"?, "reference", "candidate"}.
+        #[arg(long)]
+        pairs: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +152,94 @@ struct VerifyArgs {
     cache: CacheArgs,
 }
 
+/// Pairs from a JSONL file of {"name"?, "reference", "candidate"}, named by file and line.
+fn read_pairs(path: &std::path::Path) -> Result<Vec<(String, PatchPair)>> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("{shown}: cannot read"))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("{shown}:{}", i + 1);
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{at}: not valid JSON"))?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(String::from)
+                .with_context(|| format!("{at}: expected a string `{k}`"))
+        };
+        let name = v
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| at.clone());
+        out.push((
+            name,
+            PatchPair {
+                reference: field("reference")?,
+                candidate: field("candidate")?,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn plugin_check(
+    plugin: &str,
+    world: Option<String>,
+    config: &str,
+    same_as: Option<(String, Option<String>)>,
+    pairs: Option<PathBuf>,
+    json: bool,
+    cache: &CacheArgs,
+) -> Result<ExitCode> {
+    use crate::plugin::check::{check, CheckOptions};
+    use crate::plugin::WorldKind;
+    let engine = cache.engine()?;
+    let loaded = engine.load(&PluginSource::parse(plugin)?)?;
+    let world = match world {
+        None => None,
+        Some(w) => Some(
+            WorldKind::ALL
+                .into_iter()
+                .find(|k| k.name() == w)
+                .with_context(|| {
+                    let known: Vec<&str> = WorldKind::ALL.iter().map(|k| k.name()).collect();
+                    format!("--world {w}: not a world (known: {})", known.join(", "))
+                })?,
+        ),
+    };
+    let other = same_as
+        .map(|(s, c)| -> Result<_> {
+            let c = c.unwrap_or_else(|| config.to_string());
+            Ok((engine.load(&PluginSource::parse(&s)?)?, c))
+        })
+        .transpose()?;
+    let opts = CheckOptions {
+        world,
+        config,
+        same_as: other.as_ref().map(|(p, c)| (p, c.as_str())),
+        pairs: pairs
+            .as_deref()
+            .map(read_pairs)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let report = check(&engine, &loaded, &opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// Exit status: 0 success, 1 the plugin failed on the input, 2 bad input or usage.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -155,6 +269,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => pipeline::import(args),
         Command::Rescore(args) => dataset::rescore_cmd(args),
         Command::Shards(args) => dataset::shards_cmd(*args),
+        Command::Plugin(PluginCommand::Check {
+            plugin,
+            world,
+            config,
+            same_as,
+            same_as_config,
+            pairs,
+            json,
+            cache,
+        }) => plugin_check(
+            &plugin,
+            world,
+            &config,
+            same_as.map(|s| (s, same_as_config)),
+            pairs,
+            json,
+            &cache,
+        ),
         Command::Plugin(PluginCommand::Inspect {
             plugin,
             json,

@@ -15,6 +15,8 @@ mod tools;
 mod verifier;
 mod writes;
 
+pub mod check;
+
 pub use cache::default_dir as default_cache_dir;
 pub use engine::{LoadedPlugin, PluginEngine};
 pub use failure::{FailureKind, PluginFailure};

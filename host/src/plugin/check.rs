@@ -1,0 +1,587 @@
+//! `sera-host plugin check`: a conformance run for a plugin's world, so a third-party plugin
+//! can be trusted before it scores a corpus. For a verifier: it initialises with the config;
+//! every verdict keeps the contract (score in [0, 1] or none, matched <= total); the same pair
+//! gives the same verdict across calls and across instances; `verify-batch` agrees with
+//! `verify`; an empty candidate, an empty reference and a multi-megabyte pair are handled within
+//! the default fuel and memory; optionally, every verdict equals another verifier's (`--same-as`).
+//! Other worlds get the checks that apply to them without a teacher.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::engine::{LoadedPlugin, PluginEngine};
+use super::inspect::{inspect, WorldKind};
+use super::limits::Limits;
+use super::verifier::{PatchPair, Verdict, Verifier};
+use crate::rollout::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
+use crate::tokenizer::{TokenCounter, TokenizerSource};
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub plugin: String,
+    pub sha256: String,
+    pub world: String,
+    pub checks: Vec<Check>,
+}
+
+impl CheckReport {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    fn push(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name: name.into(),
+            passed,
+            detail: detail.into(),
+        });
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "plugin {} (sha256 {}), world {}\n",
+            self.plugin,
+            &self.sha256[..16.min(self.sha256.len())],
+            self.world
+        );
+        for c in &self.checks {
+            s.push_str(&format!(
+                "{} {}: {}\n",
+                if c.passed { "pass" } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+        }
+        let failed = self.checks.iter().filter(|c| !c.passed).count();
+        s.push_str(&if failed == 0 {
+            format!("all {} checks passed\n", self.checks.len())
+        } else {
+            format!("{failed} of {} checks failed\n", self.checks.len())
+        });
+        s
+    }
+}
+
+/// A small Python module and edits of it: the built-in pairs a verifier is checked on.
+const BASE: &str = r##"import os
+import sys
+
+
+def read_config(path, default=None):
+    """Read a key=value file into a dict."""
+    if not os.path.exists(path):
+        return default
+    result = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, _, value = line.partition("=")
+            result[key.strip()] = value.strip()
+    return result
+
+
+def scale(values, factor):
+    return [v * factor for v in values]
+
+
+def main(argv):
+    cfg = read_config(argv[1])
+    print(scale([1, 2, 3], int(cfg.get("factor", 1))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
+"##;
+
+fn diff(old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header("a/tool/config.py", "b/tool/config.py")
+        .to_string()
+}
+
+fn edit(pairs: &[(&str, &str)]) -> String {
+    let mut s = BASE.to_string();
+    for (from, to) in pairs {
+        s = s.replacen(from, to, 1);
+    }
+    s
+}
+
+/// Real-looking pairs: a fix (P1) and candidates that repeat all, part or none of it.
+pub fn sample_pairs() -> Vec<(String, PatchPair)> {
+    let p1_edits = [
+        ("        return default", "        return {} if default is None else default"),
+        ("    return [v * factor for v in values]", "    if factor == 0:\n        return [0 for _ in values]\n    return [v * factor for v in values]"),
+    ];
+    let p1 = diff(BASE, &edit(&p1_edits));
+    let same = p1.clone();
+    let part = diff(BASE, &edit(&p1_edits[..1]));
+    let other = diff(
+        BASE,
+        &edit(&[("    return 0\n", "    return 1 if cfg is None else 0\n")]),
+    );
+    let mixed = diff(
+        BASE,
+        &edit(&[
+            p1_edits[1],
+            (
+                "            line = line.strip()",
+                "            line = line.rstrip(\"\\n\").strip()",
+            ),
+        ]),
+    );
+    let crlf = p1.replace('\n', "\r\n");
+    vec![
+        (
+            "identical".into(),
+            PatchPair {
+                reference: p1.clone(),
+                candidate: same,
+            },
+        ),
+        (
+            "part of the fix".into(),
+            PatchPair {
+                reference: p1.clone(),
+                candidate: part,
+            },
+        ),
+        (
+            "another edit".into(),
+            PatchPair {
+                reference: p1.clone(),
+                candidate: other,
+            },
+        ),
+        (
+            "part of the fix and another edit".into(),
+            PatchPair {
+                reference: p1.clone(),
+                candidate: mixed,
+            },
+        ),
+        (
+            "CRLF line ends".into(),
+            PatchPair {
+                reference: crlf.clone(),
+                candidate: crlf,
+            },
+        ),
+    ]
+}
+
+/// A pair of ~140 KB patches with 2,000 change lines each (real patches have tens).
+fn huge_pair() -> PatchPair {
+    let mut old = String::new();
+    let mut new = String::new();
+    for i in 0..2_000 {
+        old.push_str(&format!(
+            "value_{i} = compute({i}, scale=1.0)  # original line\n"
+        ));
+        if i % 2 == 0 {
+            new.push_str(&format!(
+                "value_{i} = compute({i}, scale=2.0)  # changed line\n"
+            ));
+        } else {
+            new.push_str(&format!(
+                "value_{i} = compute({i}, scale=1.0)  # original line\n"
+            ));
+        }
+    }
+    let p = diff(&old, &new);
+    PatchPair {
+        reference: p.clone(),
+        candidate: p,
+    }
+}
+
+fn same_verdict(a: &Verdict, b: &Verdict) -> bool {
+    a.matched == b.matched
+        && a.total == b.total
+        && a.detail == b.detail
+        && match (a.score, b.score) {
+            (Some(x), Some(y)) => x.to_bits() == y.to_bits(),
+            (None, None) => true,
+            _ => false,
+        }
+}
+
+fn show(v: &Result<Verdict, String>) -> String {
+    match v {
+        Ok(v) => format!(
+            "score {} ({}/{})",
+            v.score.map_or("none".into(), |s| format!("{s:.4}")),
+            v.matched,
+            v.total
+        ),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// What to check a plugin with.
+pub struct CheckOptions<'a> {
+    pub world: Option<WorldKind>,
+    pub config: &'a str,
+    /// Another verifier, with its config, every verdict must equal.
+    pub same_as: Option<(&'a LoadedPlugin, &'a str)>,
+    /// Extra pairs (name, pair), e.g. real diffs.
+    pub pairs: Vec<(String, PatchPair)>,
+}
+
+pub fn check(
+    engine: &PluginEngine,
+    plugin: &LoadedPlugin,
+    opts: &CheckOptions<'_>,
+) -> Result<CheckReport> {
+    let info = inspect(engine, plugin)?;
+    let mut report = CheckReport {
+        plugin: plugin.source.to_string(),
+        sha256: plugin.sha256.clone(),
+        world: format!("{}@{}", info.world, info.version),
+        checks: Vec::new(),
+    };
+    if let Some(want) = opts.world {
+        let ok = want == info.world;
+        report.push(
+            "world",
+            ok,
+            if ok {
+                format!("implements {want}")
+            } else {
+                format!("implements {}, not {want}", info.world)
+            },
+        );
+        if !ok {
+            return Ok(report);
+        }
+    }
+    match info.world {
+        WorldKind::Verifier => check_verifier(engine, plugin, opts, &mut report),
+        WorldKind::TrajectoryFilter | WorldKind::Truncation => {
+            check_trajectory_world(engine, plugin, info.world, opts.config, &mut report)
+        }
+        other => {
+            report.push(
+                "init",
+                true,
+                format!("{other} plugins are checked by linking only (they need a workspace or a teacher); it links and exports {other}"),
+            );
+        }
+    }
+    Ok(report)
+}
+
+fn check_verifier(
+    engine: &PluginEngine,
+    plugin: &LoadedPlugin,
+    opts: &CheckOptions<'_>,
+    report: &mut CheckReport,
+) {
+    let limits = Limits::default();
+    let mut v = match Verifier::new(engine, plugin, opts.config, limits.clone()) {
+        Ok(v) => {
+            report.push("init", true, format!("init({}) succeeded", opts.config));
+            v
+        }
+        Err(e) => {
+            report.push("init", false, format!("{e:#}"));
+            return;
+        }
+    };
+    let mut pairs = sample_pairs();
+    pairs.extend(opts.pairs.iter().cloned());
+    // Contract, and the first verdicts.
+    let started = Instant::now();
+    let first: Vec<Result<Verdict, String>> = pairs
+        .iter()
+        .map(|(name, p)| {
+            v.verify(name, p)
+                .map_err(|f| format!("{}: {}", f.kind, f.message))
+        })
+        .collect();
+    let per_call = started.elapsed().as_secs_f64() * 1e6 / pairs.len().max(1) as f64;
+    let broken: Vec<String> = pairs
+        .iter()
+        .zip(&first)
+        .filter_map(|((name, _), r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
+        .collect();
+    report.push(
+        "contract",
+        broken.is_empty(),
+        if broken.is_empty() {
+            format!(
+                "{} well-formed pairs scored, every verdict with a score in [0, 1] or none and matched <= total ({per_call:.0} µs per call)",
+                pairs.len()
+            )
+        } else {
+            broken.join("; ")
+        },
+    );
+    // Same input, same output: again in this instance, then in a fresh one.
+    let again: Vec<Result<Verdict, String>> = pairs
+        .iter()
+        .map(|(name, p)| v.verify(name, p).map_err(|f| f.message))
+        .collect();
+    let differs = |other: &[Result<Verdict, String>]| -> Vec<String> {
+        pairs
+            .iter()
+            .zip(first.iter().zip(other))
+            .filter(|(_, (a, b))| match (a, b) {
+                (Ok(a), Ok(b)) => !same_verdict(a, b),
+                (Err(_), Err(_)) => false,
+                _ => true,
+            })
+            .map(|((name, _), (a, b))| format!("{name}: {} then {}", show(a), show(b)))
+            .collect()
+    };
+    let d = differs(&again);
+    report.push(
+        "deterministic across calls",
+        d.is_empty(),
+        if d.is_empty() {
+            "every pair scored twice in one instance: the same verdicts".into()
+        } else {
+            d.join("; ")
+        },
+    );
+    match Verifier::new(engine, plugin, opts.config, limits.clone()) {
+        Ok(mut fresh) => {
+            let other: Vec<Result<Verdict, String>> = pairs
+                .iter()
+                .rev()
+                .map(|(name, p)| fresh.verify(name, p).map_err(|f| f.message))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let d = differs(&other);
+            report.push(
+                "deterministic across instances",
+                d.is_empty(),
+                if d.is_empty() {
+                    "a fresh instance, pairs in reverse order: the same verdicts".into()
+                } else {
+                    d.join("; ")
+                },
+            );
+        }
+        Err(e) => report.push("deterministic across instances", false, format!("{e:#}")),
+    }
+    // Batches agree with single calls.
+    let names: Vec<String> = pairs.iter().map(|(n, _)| n.clone()).collect();
+    let batch_pairs: Vec<PatchPair> = pairs.iter().map(|(_, p)| p.clone()).collect();
+    let batch: Vec<Result<Verdict, String>> = v
+        .verify_batch(&names, &batch_pairs)
+        .into_iter()
+        .map(|r| r.map_err(|f| f.message))
+        .collect();
+    let d = differs(&batch);
+    report.push(
+        "verify-batch agrees with verify",
+        d.is_empty(),
+        if d.is_empty() {
+            format!("{} pairs in one batch: the same verdicts", pairs.len())
+        } else {
+            d.join("; ")
+        },
+    );
+    // Edge inputs: answered (a verdict or an error), never a trap or a limit.
+    let reference = pairs[0].1.reference.clone();
+    for (name, pair) in [
+        (
+            "empty candidate",
+            PatchPair {
+                reference: reference.clone(),
+                candidate: String::new(),
+            },
+        ),
+        (
+            "empty reference",
+            PatchPair {
+                reference: String::new(),
+                candidate: reference.clone(),
+            },
+        ),
+        ("huge pair (2,000 change lines, 140 KB each)", huge_pair()),
+    ] {
+        let t = Instant::now();
+        let r = v.verify(name, &pair);
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        match r {
+            Ok(verdict) => report.push(
+                name,
+                true,
+                format!(
+                    "{} in {ms:.1} ms, {} fuel of {}",
+                    show(&Ok(verdict)),
+                    v.last_fuel_used(),
+                    limits.fuel_per_call
+                ),
+            ),
+            Err(f) => {
+                use super::failure::FailureKind;
+                // A clean `err` is an answer; a trap, a limit or a broken contract is not.
+                let ok = f.kind == FailureKind::GuestError;
+                report.push(
+                    name,
+                    ok,
+                    if ok {
+                        format!("refused with an error: {}", f.message)
+                    } else {
+                        format!("{}: {}", f.kind, f.message)
+                    },
+                );
+            }
+        }
+    }
+    if let Some((other, other_config)) = opts.same_as {
+        match Verifier::new(engine, other, other_config, limits) {
+            Ok(mut o) => {
+                let theirs: Vec<Result<Verdict, String>> = pairs
+                    .iter()
+                    .map(|(name, p)| o.verify(name, p).map_err(|f| f.message))
+                    .collect();
+                let d: Vec<String> = pairs
+                    .iter()
+                    .zip(first.iter().zip(&theirs))
+                    .filter(|(_, (a, b))| match (a, b) {
+                        (Ok(a), Ok(b)) => {
+                            a.matched != b.matched
+                                || a.total != b.total
+                                || a.score.map(f64::to_bits) != b.score.map(f64::to_bits)
+                        }
+                        (Err(_), Err(_)) => false,
+                        _ => true,
+                    })
+                    .map(|((name, _), (a, b))| {
+                        format!("{name}: {} here, {} there", show(a), show(b))
+                    })
+                    .collect();
+                report.push(
+                    &format!("same scores as {}", other.source),
+                    d.is_empty(),
+                    if d.is_empty() {
+                        format!("{} pairs: score, matched and total equal", pairs.len())
+                    } else {
+                        d.join("; ")
+                    },
+                );
+            }
+            Err(e) => report.push("same-as", false, format!("{}: {e:#}", other.source)),
+        }
+    }
+}
+
+/// A short trajectory with a tool call and its result.
+fn sample_trajectory() -> Trajectory {
+    let mut a = Message::text(Role::Assistant, "Let me look at the config reader.");
+    a.tool_calls.push(ToolCall {
+        function: FunctionCall {
+            arguments: r#"{"path": "tool/config.py"}"#.into(),
+            name: "view".into(),
+        },
+        id: "call_1".into(),
+        kind: "function".into(),
+    });
+    let mut t = Message::text(Role::Tool, BASE);
+    t.tool_call_id = Some("call_1".into());
+    Trajectory {
+        messages: vec![
+            Message::text(Role::System, "You are a coding agent."),
+            Message::text(
+                Role::User,
+                "read_config returns None for a missing file; callers expect a dict.",
+            ),
+            a,
+            t,
+            Message::text(
+                Role::Assistant,
+                "Fixed: a missing file now gives {} unless a default is given.",
+            ),
+        ],
+        tools: Vec::new(),
+        steps: Vec::new(),
+    }
+}
+
+fn check_trajectory_world(
+    engine: &PluginEngine,
+    plugin: &LoadedPlugin,
+    world: WorldKind,
+    config: &str,
+    report: &mut CheckReport,
+) {
+    let tokens = match TokenCounter::new(&TokenizerSource::Estimate) {
+        Ok(t) => std::sync::Arc::new(t),
+        Err(e) => {
+            report.push("init", false, format!("{e:#}"));
+            return;
+        }
+    };
+    let t = sample_trajectory();
+    let patch = pairs_patch();
+    let run = || -> Result<String, String> {
+        if world == WorldKind::TrajectoryFilter {
+            let f = super::TrajectoryFilter::new(
+                engine,
+                plugin,
+                config,
+                Limits::default(),
+                tokens.clone(),
+            )
+            .map_err(|e| format!("{e:#}"))?;
+            f.check("check", &t, &patch)
+                .map(|r| format!("{r:?}"))
+                .map_err(|e| e.to_string())
+        } else {
+            let tr =
+                super::Truncator::new(engine, plugin, config, Limits::default(), tokens.clone())
+                    .map_err(|e| format!("{e:#}"))?;
+            let mut out = Vec::new();
+            for budget in [1, 50, 200, 100_000] {
+                out.push(format!(
+                    "budget {budget}: {:?}",
+                    tr.keep("check", &t, budget).map_err(|e| e.to_string())?
+                ));
+            }
+            Ok(out.join(", "))
+        }
+    };
+    match run() {
+        Ok(first) => {
+            report.push("init and call", true, first.clone());
+            match run() {
+                Ok(second) if second == first => report.push(
+                    "deterministic across instances",
+                    true,
+                    "a second instance answered the same",
+                ),
+                Ok(second) => report.push(
+                    "deterministic across instances",
+                    false,
+                    format!("{first} then {second}"),
+                ),
+                Err(e) => report.push("deterministic across instances", false, e),
+            }
+        }
+        Err(e) => report.push("init and call", false, e),
+    }
+}
+
+fn pairs_patch() -> String {
+    sample_pairs().remove(0).1.reference
+}
