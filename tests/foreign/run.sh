@@ -29,3 +29,10 @@ for lang in py js; do
   grep -q "1 pairs (1 scored now" "$work/$lang.out"
 done
 echo "python and javascript verifiers: conformant, and the same scores as builtin:line-recall"
+
+# A Rust verifier from `sera-host plugin new` (the guest SDK), built with the wasm toolchain.
+"$bin" plugin new verifier my-verifier --dir "$work"
+CARGO_TARGET_DIR="$work/sdk-target" bash "$work/my-verifier/build.sh"
+"$bin" plugin check "$work/my-verifier/my-verifier.wasm" --world verifier --pairs "$work/pairs.jsonl"
+"$bin" rescore --db "$db" --verifier "$work/my-verifier/my-verifier.wasm" --reference "$instance" --list | grep -q "pydicom__pydicom-1458"
+echo "a verifier from sera-host plugin new: built, conformant, used by rescore"

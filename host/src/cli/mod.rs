@@ -67,6 +67,16 @@ enum PluginCommand {
     },
     /// List the builtin plugins.
     List,
+    /// Write a buildable plugin project (Rust, with the guest SDK and the WIT it builds against).
+    New {
+        /// verifier, trajectory-filter, truncation, pr-synthesizer or tools.
+        world: String,
+        /// The plugin's name (lowercase, digits, '-', '_'): the project directory and crate.
+        name: String,
+        /// Where to create the project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// A conformance run for the plugin's world, with a pass/fail report (exit 1 on a failure).
     Check {
         /// A component file, or builtin:NAME.
@@ -186,6 +196,17 @@ fn read_pairs(path: &std::path::Path) -> Result<Vec<(String, PatchPair)>> {
     Ok(out)
 }
 
+fn parse_world(w: &str) -> Result<crate::plugin::WorldKind> {
+    use crate::plugin::WorldKind;
+    WorldKind::ALL
+        .into_iter()
+        .find(|k| k.name() == w)
+        .with_context(|| {
+            let known: Vec<&str> = WorldKind::ALL.iter().map(|k| k.name()).collect();
+            format!("--world {w}: not a world (known: {})", known.join(", "))
+        })
+}
+
 fn plugin_check(
     plugin: &str,
     world: Option<String>,
@@ -196,21 +217,9 @@ fn plugin_check(
     cache: &CacheArgs,
 ) -> Result<ExitCode> {
     use crate::plugin::check::{check, CheckOptions};
-    use crate::plugin::WorldKind;
     let engine = cache.engine()?;
     let loaded = engine.load(&PluginSource::parse(plugin)?)?;
-    let world = match world {
-        None => None,
-        Some(w) => Some(
-            WorldKind::ALL
-                .into_iter()
-                .find(|k| k.name() == w)
-                .with_context(|| {
-                    let known: Vec<&str> = WorldKind::ALL.iter().map(|k| k.name()).collect();
-                    format!("--world {w}: not a world (known: {})", known.join(", "))
-                })?,
-        ),
-    };
+    let world = world.as_deref().map(parse_world).transpose()?;
     let other = same_as
         .map(|(s, c)| -> Result<_> {
             let c = c.unwrap_or_else(|| config.to_string());
@@ -269,6 +278,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => pipeline::import(args),
         Command::Rescore(args) => dataset::rescore_cmd(args),
         Command::Shards(args) => dataset::shards_cmd(*args),
+        Command::Plugin(PluginCommand::New { world, name, dir }) => {
+            let world = parse_world(&world)?;
+            let path = crate::plugin::scaffold::new_project(world, &name, &dir)?;
+            println!("created {} ({} plugin)", path.display(), world.name());
+            println!(
+                "next: bash {}/build.sh && sera-host plugin check {}/{name}.wasm --world {}",
+                path.display(),
+                path.display(),
+                world.name()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin(PluginCommand::Check {
             plugin,
             world,

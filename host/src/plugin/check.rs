@@ -274,12 +274,16 @@ pub fn check(
         WorldKind::TrajectoryFilter | WorldKind::Truncation => {
             check_trajectory_world(engine, plugin, info.world, opts.config, &mut report)
         }
-        other => {
-            report.push(
-                "init",
-                true,
-                format!("{other} plugins are checked by linking only (they need a workspace or a teacher); it links and exports {other}"),
-            );
+        WorldKind::Tools => check_tools(engine, plugin, opts.config, &mut report),
+        WorldKind::PrSynthesizer => {
+            match super::PrSynthesizer::new(engine, plugin, opts.config, Limits::default()) {
+                Ok(_) => report.push(
+                    "link",
+                    true,
+                    "links with the host's log and llm imports (synthesize needs a teacher: run it in a pipeline with the scripted teacher)",
+                ),
+                Err(e) => report.push("link", false, format!("{e:#}")),
+            }
         }
     }
     Ok(report)
@@ -483,6 +487,94 @@ fn check_verifier(
             }
             Err(e) => report.push("same-as", false, format!("{}: {e:#}", other.source)),
         }
+    }
+}
+
+/// Tools: init over a workspace, a well-formed tool list (names unique, parameters a JSON
+/// object schema), the same list from a second instance.
+fn check_tools(
+    engine: &PluginEngine,
+    plugin: &LoadedPlugin,
+    config: &str,
+    report: &mut CheckReport,
+) {
+    let tools = match super::ToolsPlugin::new(engine, plugin, config, Limits::default()) {
+        Ok(t) => t,
+        Err(e) => {
+            report.push("link", false, format!("{e:#}"));
+            return;
+        }
+    };
+    let ws = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            report.push("init", false, format!("a workspace: {e}"));
+            return;
+        }
+    };
+    let _ = std::fs::write(ws.path().join("config.py"), BASE);
+    let list = |item: &str| -> Result<Vec<(String, String, String)>, String> {
+        let s = tools.open(item, ws.path()).map_err(|f| f.to_string())?;
+        Ok(s.specs()
+            .iter()
+            .map(|t| (t.name.clone(), t.description.clone(), t.parameters.clone()))
+            .collect())
+    };
+    let first = match list("check 1") {
+        Ok(l) => {
+            report.push(
+                "init",
+                true,
+                format!(
+                    "{} tools: {}",
+                    l.len(),
+                    l.iter()
+                        .map(|t| t.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            l
+        }
+        Err(e) => {
+            report.push("init", false, e);
+            return;
+        }
+    };
+    let mut problems = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for (name, _, params) in &first {
+        if !names.insert(name) {
+            problems.push(format!("{name}: listed twice"));
+        }
+        match serde_json::from_str::<serde_json::Value>(params) {
+            Ok(v) if v.is_object() => {}
+            _ => problems.push(format!("{name}: parameters are not a JSON object schema")),
+        }
+    }
+    if first.is_empty() {
+        problems.push("no tools".into());
+    }
+    report.push(
+        "tool specs",
+        problems.is_empty(),
+        if problems.is_empty() {
+            "names unique, parameters JSON object schemas".into()
+        } else {
+            problems.join("; ")
+        },
+    );
+    match list("check 2") {
+        Ok(second) => report.push(
+            "stable across instances",
+            second == first,
+            if second == first {
+                "a second instance lists the same tools".to_string()
+            } else {
+                "a second instance lists different tools".to_string()
+            },
+        ),
+        Err(e) => report.push("stable across instances", false, e),
     }
 }
 

@@ -16,6 +16,7 @@ mod verifier;
 mod writes;
 
 pub mod check;
+pub mod scaffold;
 
 pub use cache::default_dir as default_cache_dir;
 pub use engine::{LoadedPlugin, PluginEngine};
