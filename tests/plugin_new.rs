@@ -36,7 +36,7 @@ fn writes_a_self_contained_project_for_every_world() {
         let name = format!("my-{world}");
         let (code, text) = new(&[world, &name, "--dir", d]);
         assert_eq!(code, 0, "{text}");
-        assert!(text.contains(&format!("sera-host plugin check")), "{text}");
+        assert!(text.contains("sera-host plugin check"), "{text}");
         let p = dir.path().join(&name);
         let cargo: toml::Value =
             toml::from_str(&std::fs::read_to_string(p.join("Cargo.toml")).unwrap()).unwrap();
