@@ -68,22 +68,7 @@ impl References {
                 .iter()
                 .any(|e| n.ends_with(e))
         };
-        let mut files = Vec::new();
-        for p in paths {
-            if p.is_dir() {
-                let mut found: Vec<PathBuf> = ignore::WalkBuilder::new(p)
-                    .standard_filters(false)
-                    .build()
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.into_path())
-                    .filter(|f| f.is_file() && wanted(f))
-                    .collect();
-                found.sort();
-                files.extend(found);
-            } else {
-                files.push(p.clone());
-            }
-        }
+        let files = crate::import::files_under(paths, wanted);
         for f in &files {
             let shown = f.display().to_string();
             let bytes =

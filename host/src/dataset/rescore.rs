@@ -130,12 +130,7 @@ pub fn rescore(
         if v.failure.is_some() {
             report.failed += 1;
         } else if let Some(s) = v.score {
-            let bucket = if s >= 1.0 {
-                10
-            } else {
-                (s * 10.0).floor() as usize
-            };
-            report.histogram[bucket.min(10)] += 1;
+            report.histogram[crate::pipeline::score_bucket(s)] += 1;
             sum += s;
             n += 1;
         } else {
@@ -236,22 +231,9 @@ impl RescoreReport {
             self.config,
             self.reference
         ));
-        let labels = [
-            "0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0",
-        ];
-        let parts: Vec<String> = labels
-            .iter()
-            .zip(self.histogram)
-            .filter(|(_, n)| *n > 0)
-            .map(|(l, n)| format!("{l}:{n}"))
-            .collect();
         s.push_str(&format!(
             "scores: {}; mean {}; no score {}; plugin failures {}\n",
-            if parts.is_empty() {
-                "-".into()
-            } else {
-                parts.join(" ")
-            },
+            crate::pipeline::render_histogram(&self.histogram),
             self.mean.map_or("-".into(), |m| format!("{m:.4}")),
             self.no_score,
             self.failed

@@ -262,17 +262,6 @@ pub struct Built {
     pub report: ReshardReport,
 }
 
-/// Change lines (`+`/`-` inside hunks, headers excluded) of a unified diff.
-fn change_lines(patch: &str) -> usize {
-    patch
-        .lines()
-        .filter(|l| {
-            (l.starts_with('+') && !l.starts_with("+++"))
-                || (l.starts_with('-') && !l.starts_with("---"))
-        })
-        .count()
-}
-
 /// SERA rows: T2 when they carry a target patch (P1), else T1.
 fn stage_of(e: &ImportEntry) -> Option<&'static str> {
     if e.format != "sera" {
@@ -394,7 +383,7 @@ fn process(
                 r,
                 messages: t.messages.len(),
                 tool_calls: t.messages.iter().map(|m| m.tool_calls.len()).sum(),
-                patch_lines: change_lines(&patch),
+                patch_lines: line_recall_core::sera_change_lines(&patch).len(),
                 func_name: e.func_name.clone(),
                 chars: t.messages.iter().map(|m| m.content.chars().count()).sum(),
             };

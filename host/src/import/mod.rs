@@ -165,6 +165,28 @@ fn import_file(corpus: &Corpus, format: Format, path: &Path) -> Result<(usize, u
     w.commit()
 }
 
+/// `paths` with each directory replaced by the files under it that `wanted` accepts (sorted,
+/// no ignore files honoured: a dataset directory is read whole).
+pub fn files_under(paths: &[PathBuf], wanted: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = ignore::WalkBuilder::new(p)
+                .standard_filters(false)
+                .build()
+                .filter_map(|e| e.ok())
+                .map(|e| e.into_path())
+                .filter(|f| f.is_file() && wanted(f))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files
+}
+
 /// Imports `paths` (files, or directories searched for `*.traj` / `*.jsonl`). A bad file stops
 /// the import unless `keep_going`; a file is stored in one transaction, so nothing of a bad or
 /// interrupted file is left behind.
@@ -179,22 +201,7 @@ pub fn import_paths(
         Format::OpenAiJsonl | Format::Sera => ".jsonl",
         Format::MiniSweAgent => ".traj.json",
     };
-    let mut files = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = ignore::WalkBuilder::new(p)
-                .standard_filters(false)
-                .build()
-                .filter_map(|e| e.ok())
-                .map(|e| e.into_path())
-                .filter(|f| f.is_file() && f.to_string_lossy().ends_with(ext))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(p.clone());
-        }
-    }
+    let files = files_under(paths, |f| f.to_string_lossy().ends_with(ext));
     let mut report = ImportReport::default();
     for f in files {
         report.files += 1;

@@ -184,12 +184,7 @@ impl Stages {
         if let Some(score) = r.r {
             t.scored = 1;
             t.verified = usize::from(score >= self.cfg.verify.threshold);
-            let bucket = if score >= 1.0 {
-                10
-            } else {
-                (score * 10.0).floor() as usize
-            };
-            t.r_histogram[bucket.min(10)] += 1;
+            t.r_histogram[score_bucket(score)] += 1;
         }
         if let Some(why) = &r.stopped {
             let kind = why.split(':').next().unwrap_or(why).to_string();
@@ -455,20 +450,7 @@ impl Summary {
             pct(self.verified, self.scored)
         ));
         s.push_str("r histogram: ");
-        let labels = [
-            "0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0",
-        ];
-        let parts: Vec<String> = labels
-            .iter()
-            .zip(self.r_histogram)
-            .filter(|(_, n)| *n > 0)
-            .map(|(l, n)| format!("{l}:{n}"))
-            .collect();
-        s.push_str(&if parts.is_empty() {
-            "-".into()
-        } else {
-            parts.join(" ")
-        });
+        s.push_str(&render_histogram(&self.r_histogram));
         s.push('\n');
         for (k, n) in &self.stopped {
             s.push_str(&format!("stopped early: {k}: {n}\n"));
@@ -488,6 +470,34 @@ impl Summary {
             self.manifest.display()
         ));
         s
+    }
+}
+
+/// The bucket of a score in a histogram of tenths: [0, 0.1) is 0, ..., [0.9, 1.0) is 9, and
+/// exactly 1.0 is 10.
+pub fn score_bucket(score: f64) -> usize {
+    if score >= 1.0 {
+        10
+    } else {
+        ((score * 10.0).floor() as usize).min(10)
+    }
+}
+
+/// "0.0:3 0.5:1 1.0:7", or "-" when empty.
+pub fn render_histogram(h: &[usize; 11]) -> String {
+    let labels = [
+        "0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0",
+    ];
+    let parts: Vec<String> = labels
+        .iter()
+        .zip(h)
+        .filter(|(_, n)| **n > 0)
+        .map(|(l, n)| format!("{l}:{n}"))
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
     }
 }
 
