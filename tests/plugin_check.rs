@@ -83,6 +83,18 @@ fn broken_plugins_fail_with_the_reason() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("FAIL contract"), "{text}");
     assert!(text.contains("fuel"), "{text}");
+    let (code, text) = check(&[&h, "--config", r#"{"attack":"alloc"}"#, "--pairs", pairs]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("FAIL contract: trigger: memory limit"),
+        "{text}"
+    );
+    let (code, text) = check(&[&h, "--config", r#"{"attack":"alloc"}"#, "--pairs", pairs]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("FAIL contract: trigger: memory limit"),
+        "{text}"
+    );
     let (code, text) = check(&[
         &h,
         "--config",

@@ -430,10 +430,12 @@ fn check_verifier(
                 name,
                 true,
                 format!(
-                    "{} in {ms:.1} ms, {} fuel of {}",
+                    "{} in {ms:.1} ms, {} fuel of {}, linear memory {:.1} MiB of {}",
                     show(&Ok(verdict)),
                     v.last_fuel_used(),
-                    limits.fuel_per_call
+                    limits.fuel_per_call,
+                    v.memory_bytes() as f64 / (1 << 20) as f64,
+                    limits.memory_bytes >> 20
                 ),
             ),
             Err(f) => {

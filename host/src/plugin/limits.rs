@@ -47,6 +47,8 @@ pub(crate) struct Limiter {
     instances: usize,
     tables: usize,
     pub(crate) hit: Option<LimitHit>,
+    /// The most linear memory the instance has had (memories only grow).
+    pub(crate) peak_memory: usize,
 }
 
 impl Limiter {
@@ -57,6 +59,7 @@ impl Limiter {
             instances: limits.instances,
             tables: limits.tables,
             hit: None,
+            peak_memory: 0,
         }
     }
 }
@@ -78,6 +81,7 @@ impl ResourceLimiter for Limiter {
                 self.memory_bytes
             );
         }
+        self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
     }
 

@@ -118,6 +118,13 @@ impl Verifier {
         self.last_fuel_used
     }
 
+    /// Linear memory of the live instance, in bytes (what it grew to; memories do not shrink).
+    pub fn memory_bytes(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.store.data().limiter.peak_memory)
+    }
+
     /// Plugin output since the last call, oldest first.
     pub fn take_log(&mut self) -> Vec<LogEntry> {
         std::mem::take(&mut self.log)
