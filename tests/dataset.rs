@@ -251,6 +251,23 @@ fn rescore_pydicom_against_the_gold_patch_matches_an_independent_recall() {
         ),
         "{p1}"
     );
+    // Imports stored before the target-patch blob column (schema 4) are read from their source
+    // fields: the same pair, so a lookup.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute("UPDATE imports SET target_patch = NULL", [])
+            .unwrap();
+    }
+    let p1_old = ok(bin()
+        .args(["rescore", "--list", "--reference", "p1", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap());
+    assert!(p1_old.contains(&want), "{p1_old}");
+    assert!(
+        p1_old.contains("1 pairs (0 scored now, 1 looked up)"),
+        "{p1_old}"
+    );
     // Another config is another verdict.
     let sera = ok(bin()
         .args([

@@ -29,13 +29,21 @@ impl ImportWriter<'_> {
             Some(p) => Some(c.put_blob(p.as_bytes())?.0),
             None => None,
         };
+        let target = match it
+            .meta
+            .get("target_patch")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(tp) if !tp.trim().is_empty() => Some(c.put_blob(tp.as_bytes())?.0),
+            _ => None,
+        };
         let n = c
             .conn()
             .prepare_cached(
-                "INSERT OR IGNORE INTO imports (id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT OR IGNORE INTO imports (id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at, target_patch)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
-            .execute(params![id, it.format, it.source, self.source_sha256, it.locator, it.instance_id, t, p, it.meta.to_string(), now_utc()])?;
+            .execute(params![id, it.format, it.source, self.source_sha256, it.locator, it.instance_id, t, p, it.meta.to_string(), now_utc(), target])?;
         if n == 1 {
             self.new += 1;
         } else {
@@ -66,6 +74,8 @@ pub struct ImportEntry {
     /// sha256 of a non-empty `target_patch` in the source fields (a SERA T2 row's P1); the
     /// text itself is read with `import_target_patch` when it is needed.
     pub target_patch_sha256: Option<String>,
+    /// The blob holding that target patch (imports made by schema 5 and later).
+    pub target_patch_blob: Option<String>,
     pub func_name: Option<String>,
 }
 
@@ -114,12 +124,13 @@ impl Corpus {
     /// Every import without its blobs, in id order: what rescoring and resharding select from.
     pub fn import_entries(&self) -> Result<Vec<ImportEntry>> {
         let mut st = self.conn().prepare(
-            "SELECT id, format, source, locator, instance_id, trajectory, patch, meta FROM imports ORDER BY id",
+            "SELECT id, format, source, locator, instance_id, trajectory, patch, meta, target_patch FROM imports ORDER BY id",
         )?;
         let mut rows = st.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let meta = r.get_ref(7)?.as_str()?;
+            let target_blob: Option<String> = r.get(8)?;
             let peek: MetaPeek = serde_json::from_str(meta).unwrap_or(MetaPeek {
                 target_patch: None,
                 func_name: None,
@@ -132,10 +143,14 @@ impl Corpus {
                 instance_id: r.get(4)?,
                 trajectory: r.get(5)?,
                 patch: r.get(6)?,
-                target_patch_sha256: peek
-                    .target_patch
-                    .filter(|p| !p.trim().is_empty())
-                    .map(|p| hex::encode(Sha256::digest(p.as_bytes()))),
+                // A blob's id is the sha256 of its bytes; imports made before the column existed
+                // hash the source field.
+                target_patch_sha256: target_blob.clone().or_else(|| {
+                    peek.target_patch
+                        .filter(|p| !p.trim().is_empty())
+                        .map(|p| hex::encode(Sha256::digest(p.as_bytes())))
+                }),
+                target_patch_blob: target_blob,
                 func_name: peek.func_name,
             });
         }

@@ -125,7 +125,10 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL,
         failure TEXT,                   -- the plugin failed on this pair: how
         PRIMARY KEY (plugin, config, pair)
-    ) WITHOUT ROWID;",
+    ) WITHOUT ROWID;
+    -- A SERA T2 row's P1 (its `target_patch` source field) as a blob, so that scoring reads a
+    -- small compressed blob instead of the row's source fields.
+    ALTER TABLE imports ADD COLUMN target_patch TEXT REFERENCES blobs(id);",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

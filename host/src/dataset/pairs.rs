@@ -178,6 +178,9 @@ pub struct Pair {
 #[derive(Clone, Debug)]
 pub enum ReferenceText {
     Text(Arc<str>),
+    /// A blob of the corpus.
+    Blob(String),
+    /// The `target_patch` source field of an import (imports stored before the blob column).
     TargetPatchOf(String),
 }
 
@@ -199,9 +202,10 @@ impl Reference {
             return Err("no patch");
         };
         let (reference, reference_sha) = match self {
-            Reference::P1 => match &e.target_patch_sha256 {
-                Some(sha) => (ReferenceText::TargetPatchOf(e.id.clone()), sha.clone()),
-                None => return Err("no reference"),
+            Reference::P1 => match (&e.target_patch_blob, &e.target_patch_sha256) {
+                (Some(blob), Some(sha)) => (ReferenceText::Blob(blob.clone()), sha.clone()),
+                (None, Some(sha)) => (ReferenceText::TargetPatchOf(e.id.clone()), sha.clone()),
+                _ => return Err("no reference"),
             },
             Reference::Instances(refs) => {
                 match e

@@ -149,6 +149,8 @@ fn read_pair(corpus: &Corpus, p: &Pair) -> Result<PatchPair> {
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let reference = match &p.reference {
         ReferenceText::Text(t) => t.to_string(),
+        ReferenceText::Blob(id) => String::from_utf8(corpus.blob(id)?)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         ReferenceText::TargetPatchOf(id) => corpus
             .import_target_patch(id)?
             .with_context(|| format!("import {id}: its target patch is gone"))?,
