@@ -22,8 +22,9 @@ use crate::pipeline::config::{
     abs, resolve_plugin, resolve_tokenizer, FilterSpec, TruncationSection,
 };
 use crate::pipeline::rows::{decide, ChosenRows, RowSpill};
+use crate::pipeline::run::{load_filters, load_truncator};
 use crate::pipeline::{tool_versions, Manifest, PluginRef, MANIFEST_FORMAT};
-use crate::plugin::{Limits, PluginEngine, PluginSource, TrajectoryFilter, Truncator};
+use crate::plugin::{PluginEngine, TrajectoryFilter, Truncator};
 use crate::rollout::trajectory::{Message, Trajectory};
 use crate::teacher::canonical_json;
 use crate::tokenizer::{TokenCounter, TokenizerSource};
@@ -288,45 +289,17 @@ fn load_plugins(spec: &ReshardSpec) -> Result<Plugins> {
         Some(t) => crate::pipeline::run::token_counter(&t.tokenizer)?,
         None => TokenCounter::new(&TokenizerSource::Estimate)?,
     });
-    let mut refs = BTreeMap::new();
-    let mut filters = Vec::new();
-    for (i, f) in spec.filters.iter().enumerate() {
-        let loaded = engine.load(&PluginSource::parse(&f.plugin)?)?;
-        filters.push(TrajectoryFilter::new(
-            &engine,
-            &loaded,
-            &canonical_json(&f.config),
-            Limits::default(),
-            tokens.clone(),
-        )?);
-        refs.insert(
-            format!("filters[{i}]"),
-            PluginRef {
-                source: f.plugin.clone(),
-                sha256: loaded.sha256.clone(),
-            },
-        );
-    }
-    let truncator = match &spec.truncation {
-        Some(t) => {
-            let loaded = engine.load(&PluginSource::parse(&t.plugin)?)?;
-            refs.insert(
-                "truncation".into(),
-                PluginRef {
-                    source: t.plugin.clone(),
-                    sha256: loaded.sha256.clone(),
-                },
-            );
-            Some(Truncator::new(
-                &engine,
-                &loaded,
-                &canonical_json(&t.config),
-                Limits::default(),
-                tokens.clone(),
-            )?)
-        }
-        None => None,
-    };
+    let mut hashes = BTreeMap::new();
+    let filters = load_filters(&engine, &spec.filters, &tokens, &mut hashes)?;
+    let truncator = spec
+        .truncation
+        .as_ref()
+        .map(|t| load_truncator(&engine, t, &tokens, &mut hashes))
+        .transpose()?;
+    let refs = hashes
+        .into_iter()
+        .map(|(k, (source, sha256))| (k, PluginRef { source, sha256 }))
+        .collect();
     Ok(Plugins {
         filters,
         truncator,

@@ -190,6 +190,54 @@ pub fn token_counter(tk: &super::config::TokenizerSection) -> Result<TokenCounte
     }
 }
 
+/// The `[[filters]]` plugins in order, each recorded in `hashes` (source, sha256) as
+/// `filters[i]`. Shared by `run` and `shards`, so both name them alike in their manifests.
+pub fn load_filters(
+    engine: &PluginEngine,
+    specs: &[super::config::FilterSpec],
+    tokens: &Arc<TokenCounter>,
+    hashes: &mut BTreeMap<String, (String, String)>,
+) -> Result<Vec<TrajectoryFilter>> {
+    let mut filters = Vec::new();
+    for (i, f) in specs.iter().enumerate() {
+        let loaded = engine.load(&PluginSource::parse(&f.plugin)?)?;
+        filters.push(TrajectoryFilter::new(
+            engine,
+            &loaded,
+            &plugin_config(&f.config),
+            Limits::default(),
+            tokens.clone(),
+        )?);
+        hashes.insert(
+            format!("filters[{i}]"),
+            (f.plugin.clone(), loaded.sha256.clone()),
+        );
+    }
+    Ok(filters)
+}
+
+/// The `[truncation]` plugin, recorded in `hashes` as `truncation`.
+pub fn load_truncator(
+    engine: &PluginEngine,
+    section: &super::config::TruncationSection,
+    tokens: &Arc<TokenCounter>,
+    hashes: &mut BTreeMap<String, (String, String)>,
+) -> Result<Truncator> {
+    let loaded = engine.load(&PluginSource::parse(&section.plugin)?)?;
+    let truncator = Truncator::new(
+        engine,
+        &loaded,
+        &plugin_config(&section.config),
+        Limits::default(),
+        tokens.clone(),
+    )?;
+    hashes.insert(
+        "truncation".into(),
+        (section.plugin.clone(), loaded.sha256.clone()),
+    );
+    Ok(truncator)
+}
+
 fn plugin_config(v: &Value) -> String {
     canonical_json(v)
 }
@@ -197,14 +245,7 @@ fn plugin_config(v: &Value) -> String {
 impl Stages {
     pub fn new(cfg: Resolved, corpus: SharedCorpus, mode: Mode, progress: bool) -> Result<Stages> {
         let engine = PluginEngine::with_default_cache()?;
-        let load = |spec: &str| -> Result<_> {
-            let src = if spec.starts_with("builtin:") {
-                PluginSource::parse(spec)?
-            } else {
-                PluginSource::File(spec.into())
-            };
-            engine.load(&src)
-        };
+        let load = |spec: &str| engine.load(&PluginSource::parse(spec)?);
         let mut plugin_hashes = BTreeMap::new();
         let tools_p = load(&cfg.rollout.tools)?;
         let tools = ToolsPlugin::new(
@@ -241,33 +282,8 @@ impl Stages {
         );
         let tokens = token_counter(&cfg.truncation.tokenizer)?;
         let tokens = Arc::new(tokens);
-        let t_p = load(&cfg.truncation.plugin)?;
-        let truncator = Truncator::new(
-            &engine,
-            &t_p,
-            &plugin_config(&cfg.truncation.config),
-            Limits::default(),
-            tokens.clone(),
-        )?;
-        plugin_hashes.insert(
-            "truncation".into(),
-            (cfg.truncation.plugin.clone(), t_p.sha256.clone()),
-        );
-        let mut filters = Vec::new();
-        for (i, f) in cfg.filters.iter().enumerate() {
-            let loaded = load(&f.plugin)?;
-            filters.push(TrajectoryFilter::new(
-                &engine,
-                &loaded,
-                &plugin_config(&f.config),
-                Limits::default(),
-                tokens.clone(),
-            )?);
-            plugin_hashes.insert(
-                format!("filters[{i}]"),
-                (f.plugin.clone(), loaded.sha256.clone()),
-            );
-        }
+        let truncator = load_truncator(&engine, &cfg.truncation, &tokens, &mut plugin_hashes)?;
+        let filters = load_filters(&engine, &cfg.filters, &tokens, &mut plugin_hashes)?;
         let teacher: Arc<dyn Teacher> = match mode {
             Mode::Replay | Mode::Rebuild => Arc::new(ReplayTeacher::new(corpus.clone())),
             Mode::Live => {

@@ -38,6 +38,17 @@ impl CheckReport {
         self.checks.iter().all(|c| c.passed)
     }
 
+    /// A check that passes when `problems` is empty; its detail is `ok`, else the problems.
+    fn push_all(&mut self, name: &str, problems: Vec<String>, ok: impl Into<String>) {
+        let passed = problems.is_empty();
+        let detail = if passed {
+            ok.into()
+        } else {
+            problems.join("; ")
+        };
+        self.push(name, passed, detail);
+    }
+
     fn push(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
         self.checks.push(Check {
             name: name.into(),
@@ -209,15 +220,16 @@ fn huge_pair() -> PatchPair {
     }
 }
 
-fn same_verdict(a: &Verdict, b: &Verdict) -> bool {
+/// Score, matched and total equal (what `--same-as` asks of another implementation).
+fn same_score(a: &Verdict, b: &Verdict) -> bool {
     a.matched == b.matched
         && a.total == b.total
-        && a.detail == b.detail
-        && match (a.score, b.score) {
-            (Some(x), Some(y)) => x.to_bits() == y.to_bits(),
-            (None, None) => true,
-            _ => false,
-        }
+        && a.score.map(f64::to_bits) == b.score.map(f64::to_bits)
+}
+
+/// Everything equal, detail included (what determinism asks of one plugin).
+fn same_verdict(a: &Verdict, b: &Verdict) -> bool {
+    same_score(a, b) && a.detail == b.detail
 }
 
 fn show(v: &Result<Verdict, String>) -> String {
@@ -310,77 +322,36 @@ fn check_verifier(
     pairs.extend(opts.pairs.iter().cloned());
     // Contract, and the first verdicts.
     let started = Instant::now();
-    let first: Vec<Result<Verdict, String>> = pairs
-        .iter()
-        .map(|(name, p)| {
-            v.verify(name, p)
-                .map_err(|f| format!("{}: {}", f.kind, f.message))
-        })
-        .collect();
+    let first = score_all(&mut v, pairs.iter());
     let per_call = started.elapsed().as_secs_f64() * 1e6 / pairs.len().max(1) as f64;
     let broken: Vec<String> = pairs
         .iter()
         .zip(&first)
         .filter_map(|((name, _), r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
         .collect();
-    report.push(
+    report.push_all(
         "contract",
-        broken.is_empty(),
-        if broken.is_empty() {
-            format!(
-                "{} well-formed pairs scored, every verdict with a score in [0, 1] or none and matched <= total ({per_call:.0} µs per call)",
-                pairs.len()
-            )
-        } else {
-            broken.join("; ")
-        },
+        broken,
+        format!(
+            "{} well-formed pairs scored, every verdict with a score in [0, 1] or none and matched <= total ({per_call:.0} µs per call)",
+            pairs.len()
+        ),
     );
     // Same input, same output: again in this instance, then in a fresh one.
-    let again: Vec<Result<Verdict, String>> = pairs
-        .iter()
-        .map(|(name, p)| v.verify(name, p).map_err(|f| f.message))
-        .collect();
-    let differs = |other: &[Result<Verdict, String>]| -> Vec<String> {
-        pairs
-            .iter()
-            .zip(first.iter().zip(other))
-            .filter(|(_, (a, b))| match (a, b) {
-                (Ok(a), Ok(b)) => !same_verdict(a, b),
-                (Err(_), Err(_)) => false,
-                _ => true,
-            })
-            .map(|((name, _), (a, b))| format!("{name}: {} then {}", show(a), show(b)))
-            .collect()
-    };
-    let d = differs(&again);
-    report.push(
+    let again = score_all(&mut v, pairs.iter());
+    report.push_all(
         "deterministic across calls",
-        d.is_empty(),
-        if d.is_empty() {
-            "every pair scored twice in one instance: the same verdicts".into()
-        } else {
-            d.join("; ")
-        },
+        differences(&pairs, &first, &again, same_verdict, (" then ", "")),
+        "every pair scored twice in one instance: the same verdicts",
     );
     match Verifier::new(engine, plugin, opts.config, limits.clone()) {
         Ok(mut fresh) => {
-            let other: Vec<Result<Verdict, String>> = pairs
-                .iter()
-                .rev()
-                .map(|(name, p)| fresh.verify(name, p).map_err(|f| f.message))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            let d = differs(&other);
-            report.push(
+            let mut other = score_all(&mut fresh, pairs.iter().rev());
+            other.reverse();
+            report.push_all(
                 "deterministic across instances",
-                d.is_empty(),
-                if d.is_empty() {
-                    "a fresh instance, pairs in reverse order: the same verdicts".into()
-                } else {
-                    d.join("; ")
-                },
+                differences(&pairs, &first, &other, same_verdict, (" then ", "")),
+                "a fresh instance, pairs in reverse order: the same verdicts",
             );
         }
         Err(e) => report.push("deterministic across instances", false, format!("{e:#}")),
@@ -393,15 +364,10 @@ fn check_verifier(
         .into_iter()
         .map(|r| r.map_err(|f| f.message))
         .collect();
-    let d = differs(&batch);
-    report.push(
+    report.push_all(
         "verify-batch agrees with verify",
-        d.is_empty(),
-        if d.is_empty() {
-            format!("{} pairs in one batch: the same verdicts", pairs.len())
-        } else {
-            d.join("; ")
-        },
+        differences(&pairs, &first, &batch, same_verdict, (" then ", "")),
+        format!("{} pairs in one batch: the same verdicts", pairs.len()),
     );
     // Edge inputs: answered (a verdict or an error), never a trap or a limit.
     let reference = pairs[0].1.reference.clone();
@@ -457,39 +423,50 @@ fn check_verifier(
     if let Some((other, other_config)) = opts.same_as {
         match Verifier::new(engine, other, other_config, limits) {
             Ok(mut o) => {
-                let theirs: Vec<Result<Verdict, String>> = pairs
-                    .iter()
-                    .map(|(name, p)| o.verify(name, p).map_err(|f| f.message))
-                    .collect();
-                let d: Vec<String> = pairs
-                    .iter()
-                    .zip(first.iter().zip(&theirs))
-                    .filter(|(_, (a, b))| match (a, b) {
-                        (Ok(a), Ok(b)) => {
-                            a.matched != b.matched
-                                || a.total != b.total
-                                || a.score.map(f64::to_bits) != b.score.map(f64::to_bits)
-                        }
-                        (Err(_), Err(_)) => false,
-                        _ => true,
-                    })
-                    .map(|((name, _), (a, b))| {
-                        format!("{name}: {} here, {} there", show(a), show(b))
-                    })
-                    .collect();
-                report.push(
+                let theirs = score_all(&mut o, pairs.iter());
+                report.push_all(
                     &format!("same scores as {}", other.source),
-                    d.is_empty(),
-                    if d.is_empty() {
-                        format!("{} pairs: score, matched and total equal", pairs.len())
-                    } else {
-                        d.join("; ")
-                    },
+                    differences(&pairs, &first, &theirs, same_score, (" here, ", " there")),
+                    format!("{} pairs: score, matched and total equal", pairs.len()),
                 );
             }
             Err(e) => report.push("same-as", false, format!("{}: {e:#}", other.source)),
         }
     }
+}
+
+/// Every pair's verdict, or the failure as "kind: message".
+fn score_all<'p>(
+    v: &mut Verifier,
+    pairs: impl Iterator<Item = &'p (String, PatchPair)>,
+) -> Vec<Result<Verdict, String>> {
+    pairs
+        .map(|(name, p)| {
+            v.verify(name, p)
+                .map_err(|f| format!("{}: {}", f.kind, f.message))
+        })
+        .collect()
+}
+
+/// The pairs whose verdicts in `a` and `b` disagree by `same` (two errors agree), each as
+/// "NAME: A{mid}B{end}", e.g. (" then ", "") or (" here, ", " there").
+fn differences(
+    pairs: &[(String, PatchPair)],
+    a: &[Result<Verdict, String>],
+    b: &[Result<Verdict, String>],
+    same: fn(&Verdict, &Verdict) -> bool,
+    (mid, end): (&str, &str),
+) -> Vec<String> {
+    pairs
+        .iter()
+        .zip(a.iter().zip(b))
+        .filter(|(_, (x, y))| match (x, y) {
+            (Ok(x), Ok(y)) => !same(x, y),
+            (Err(_), Err(_)) => false,
+            _ => true,
+        })
+        .map(|((name, _), (x, y))| format!("{name}: {}{mid}{}{end}", show(x), show(y)))
+        .collect()
 }
 
 /// Tools: init over a workspace, a well-formed tool list (names unique, parameters a JSON
