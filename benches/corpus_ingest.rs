@@ -11,20 +11,12 @@ use std::time::Instant;
 
 use sera_host::corpus::{ingest, Corpus, IngestOptions, Source};
 
+mod support;
+use support::peak_rss_kib;
+
 // The allocator of the sera-host binary, so the numbers are the CLI's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
 
 fn main() {
     let out = Command::new("python3")

@@ -22,16 +22,8 @@ use sera_host::dataset::reshard::{self, Overrides, ReshardSpec};
 use sera_host::import::{import_paths, Format};
 use serde_json::{json, Value};
 
-fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
-}
+mod support;
+use support::peak_rss_mb;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/trajectories/swe-agent")

@@ -19,6 +19,9 @@ use sera_host::pipeline::run::Mode;
 use sera_host::pipeline::shards::write_shards;
 use sera_host::pipeline::{build, ingest_sources};
 
+mod support;
+use support::peak_rss_mb;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -27,18 +30,6 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The process's peak resident set so far (VmHWM), in MB.
-fn peak_rss_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
 }
 
 fn main() {

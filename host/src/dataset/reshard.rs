@@ -289,17 +289,13 @@ fn load_plugins(spec: &ReshardSpec) -> Result<Plugins> {
         Some(t) => crate::pipeline::run::token_counter(&t.tokenizer)?,
         None => TokenCounter::new(&TokenizerSource::Estimate)?,
     });
-    let mut hashes = BTreeMap::new();
-    let filters = load_filters(&engine, &spec.filters, &tokens, &mut hashes)?;
+    let mut refs = BTreeMap::new();
+    let filters = load_filters(&engine, &spec.filters, &tokens, &mut refs)?;
     let truncator = spec
         .truncation
         .as_ref()
-        .map(|t| load_truncator(&engine, t, &tokens, &mut hashes))
+        .map(|t| load_truncator(&engine, t, &tokens, &mut refs))
         .transpose()?;
-    let refs = hashes
-        .into_iter()
-        .map(|(k, (source, sha256))| (k, PluginRef { source, sha256 }))
-        .collect();
     Ok(Plugins {
         filters,
         truncator,

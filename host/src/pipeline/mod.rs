@@ -263,19 +263,7 @@ pub async fn build(
         .collect();
     let items = run::select(&corpus.lock().expect("corpus lock"), &pairs, &cfg)?;
     stages.progress.set_items(items.len() as u64);
-    let plugins: BTreeMap<String, PluginRef> = stages
-        .plugin_hashes
-        .iter()
-        .map(|(k, (source, sha256))| {
-            (
-                k.clone(),
-                PluginRef {
-                    source: source.clone(),
-                    sha256: sha256.clone(),
-                },
-            )
-        })
-        .collect();
+    let plugins = stages.plugin_hashes.clone();
     let plugins_json = Arc::new(serde_json::to_value(&plugins)?);
     let mut summary = Summary {
         tokenizer: stages.tokens.description.clone(),

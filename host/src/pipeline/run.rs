@@ -163,7 +163,7 @@ pub struct Stages {
     pub truncator: Truncator,
     pub filters: Vec<TrajectoryFilter>,
     pub tokens: Arc<TokenCounter>,
-    pub plugin_hashes: BTreeMap<String, (String, String)>,
+    pub plugin_hashes: BTreeMap<String, super::PluginRef>,
     pub progress: super::progress::Progress,
 }
 
@@ -196,7 +196,7 @@ pub fn load_filters(
     engine: &PluginEngine,
     specs: &[super::config::FilterSpec],
     tokens: &Arc<TokenCounter>,
-    hashes: &mut BTreeMap<String, (String, String)>,
+    hashes: &mut BTreeMap<String, super::PluginRef>,
 ) -> Result<Vec<TrajectoryFilter>> {
     let mut filters = Vec::new();
     for (i, f) in specs.iter().enumerate() {
@@ -210,7 +210,10 @@ pub fn load_filters(
         )?);
         hashes.insert(
             format!("filters[{i}]"),
-            (f.plugin.clone(), loaded.sha256.clone()),
+            super::PluginRef {
+                source: f.plugin.clone(),
+                sha256: loaded.sha256.clone(),
+            },
         );
     }
     Ok(filters)
@@ -221,7 +224,7 @@ pub fn load_truncator(
     engine: &PluginEngine,
     section: &super::config::TruncationSection,
     tokens: &Arc<TokenCounter>,
-    hashes: &mut BTreeMap<String, (String, String)>,
+    hashes: &mut BTreeMap<String, super::PluginRef>,
 ) -> Result<Truncator> {
     let loaded = engine.load(&PluginSource::parse(&section.plugin)?)?;
     let truncator = Truncator::new(
@@ -233,7 +236,10 @@ pub fn load_truncator(
     )?;
     hashes.insert(
         "truncation".into(),
-        (section.plugin.clone(), loaded.sha256.clone()),
+        super::PluginRef {
+            source: section.plugin.clone(),
+            sha256: loaded.sha256.clone(),
+        },
     );
     Ok(truncator)
 }
@@ -256,7 +262,10 @@ impl Stages {
         )?;
         plugin_hashes.insert(
             "tools".into(),
-            (cfg.rollout.tools.clone(), tools_p.sha256.clone()),
+            super::PluginRef {
+                source: cfg.rollout.tools.clone(),
+                sha256: tools_p.sha256.clone(),
+            },
         );
         let pr_p = load(&cfg.pr_synth.plugin)?;
         let pr_synth = PrSynthesizer::new(
@@ -267,7 +276,10 @@ impl Stages {
         )?;
         plugin_hashes.insert(
             "pr_synth".into(),
-            (cfg.pr_synth.plugin.clone(), pr_p.sha256.clone()),
+            super::PluginRef {
+                source: cfg.pr_synth.plugin.clone(),
+                sha256: pr_p.sha256.clone(),
+            },
         );
         let v_p = load(&cfg.verify.plugin)?;
         let verifier = Verifier::new(
@@ -278,7 +290,10 @@ impl Stages {
         )?;
         plugin_hashes.insert(
             "verify".into(),
-            (cfg.verify.plugin.clone(), v_p.sha256.clone()),
+            super::PluginRef {
+                source: cfg.verify.plugin.clone(),
+                sha256: v_p.sha256.clone(),
+            },
         );
         let tokens = token_counter(&cfg.truncation.tokenizer)?;
         let tokens = Arc::new(tokens);
