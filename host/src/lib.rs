@@ -7,10 +7,12 @@
 pub mod cli;
 pub mod corpus;
 pub mod dataset;
+pub mod exec;
 pub mod import;
 pub mod patch_file;
 pub mod pipeline;
 pub mod plugin;
 pub mod rollout;
+pub mod sandbox;
 pub mod teacher;
 pub mod tokenizer;

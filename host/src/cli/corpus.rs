@@ -81,6 +81,32 @@ pub enum CorpusCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Python environments for snapshots (what the teacher's commands run with).
+    #[command(subcommand)]
+    Env(EnvCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnvCommand {
+    /// Make (or find) the virtual environment of a snapshot: its requirements resolved and
+    /// installed with uv (from the index once, from uv's cache after), pytest, /workspace on
+    /// the path. Exit 1 when the install failed (the report says why).
+    Build {
+        snapshot: String,
+        /// Where environments live (default: $SERA_HOST_ENVS or the cache directory's envs/).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Use only uv's local cache, never the package index.
+        #[arg(long)]
+        offline: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the environments built (and failed) for this corpus's snapshots.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -88,9 +114,74 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+fn env_cmd(db: &std::path::Path, cmd: EnvCommand) -> Result<ExitCode> {
+    let corpus = Corpus::open_existing(db)?;
+    match cmd {
+        EnvCommand::Build {
+            snapshot,
+            dir,
+            offline,
+            json,
+        } => {
+            let id = corpus.resolve_snapshot(&snapshot)?;
+            let mut opts = crate::exec::pyenv::BuildOptions {
+                offline,
+                ..Default::default()
+            };
+            if let Some(d) = dir {
+                opts.dir = d;
+            }
+            let row = crate::exec::pyenv::build(&corpus, &id, &opts)?;
+            if json {
+                print_json(&row)?;
+            } else if row.status == "ok" {
+                println!("{}", row.path);
+                eprintln!(
+                    "environment {} for snapshot {}: {} ({} requirements)",
+                    &row.id[..12],
+                    &id[..12],
+                    row.interpreter,
+                    row.requirements.lines().count()
+                );
+            } else {
+                eprintln!(
+                    "snapshot {}: the environment could not be built; its rollouts will run commands with the bare interpreter\n{}",
+                    &id[..12],
+                    row.report.trim_end()
+                );
+            }
+            Ok(if row.status == "ok" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        EnvCommand::Ls { json } => {
+            let rows = corpus.envs(None)?;
+            if json {
+                print_json(&rows)?;
+            } else {
+                for r in rows {
+                    println!(
+                        "{}  snapshot {}  {:<6}  {}  {} requirements  {}",
+                        &r.id[..12],
+                        &r.snapshot[..12],
+                        r.status,
+                        r.interpreter,
+                        r.requirements.lines().count(),
+                        if r.status == "ok" { r.path } else { r.report.lines().last().unwrap_or("").to_string() }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 pub fn run(args: CorpusArgs) -> Result<ExitCode> {
     let db = &args.db;
     match args.command {
+        CorpusCommand::Env(cmd) => return env_cmd(db, cmd),
         CorpusCommand::Ingest {
             source,
             name,

@@ -13,6 +13,7 @@ mod corpus;
 mod dataset;
 mod pipeline;
 mod rollout;
+pub(crate) mod sandbox;
 use crate::plugin::{inspect, Limits, PatchPair, PluginEngine, PluginSource, Verifier};
 use corpus::CorpusArgs;
 use rollout::RolloutArgs;
@@ -51,6 +52,9 @@ enum Command {
     Rescore(dataset::RescoreArgs),
     /// Shards from stored trajectories: select, score, filter, truncate, render.
     Shards(Box<dataset::ShardsArgs>),
+    /// The command sandbox: what this machine enforces, and one command run as a rollout would.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -278,6 +282,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(args) => pipeline::import(args),
         Command::Rescore(args) => dataset::rescore_cmd(args),
         Command::Shards(args) => dataset::shards_cmd(*args),
+        Command::Sandbox(cmd) => sandbox::run(cmd),
         Command::Plugin(PluginCommand::New { world, name, dir }) => {
             let world = parse_world(&world)?;
             let path = crate::plugin::scaffold::new_project(world, &name, &dir)?;

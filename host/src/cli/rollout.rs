@@ -85,6 +85,19 @@ pub struct RolloutArgs {
     /// Attempts per teacher request, the first included.
     #[arg(long, default_value_t = 8)]
     max_attempts: u32,
+    /// Give the teacher `bash`: commands run in the sandbox (recorded; with `--teacher replay`
+    /// only recorded commands are served).
+    #[arg(long)]
+    exec: bool,
+    /// Wall clock per command.
+    #[arg(long, default_value_t = 60)]
+    exec_timeout_s: u32,
+    /// `build` (the snapshot's environment, built if missing) or `bare` (the host's python3).
+    #[arg(long, default_value = "build")]
+    exec_env: String,
+    /// A sandbox layer that may be missing here (repeatable; see `sera-host sandbox check`).
+    #[arg(long, value_name = "LAYER")]
+    allow_weaker: Vec<String>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -132,6 +145,34 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
     let loaded = engine.load(&PluginSource::parse(&args.tools)?)?;
     let tools = ToolsPlugin::new(&engine, &loaded, "{}", Limits::default())?;
     let shared = Arc::new(Mutex::new(corpus));
+    let exec = if args.exec {
+        if !tools.runs_commands() {
+            bail!("--exec: the tools plugin {} does not import sera:plugin/exec", args.tools);
+        }
+        let env_mode = match args.exec_env.as_str() {
+            "build" => crate::exec::plan::EnvMode::Build,
+            "bare" => crate::exec::plan::EnvMode::Bare,
+            other => bail!("--exec-env {other}: expected build or bare"),
+        };
+        let config = crate::sandbox::SandboxConfig {
+            timeout: Duration::from_secs(args.exec_timeout_s.max(1).into()),
+            allow_weaker: super::sandbox::parse_layers(&args.allow_weaker, "--allow-weaker")?,
+            ..Default::default()
+        };
+        spec.exec = Some(json!({
+            "timeout_s": args.exec_timeout_s.max(1),
+            "env": args.exec_env,
+            "allow_weaker": args.allow_weaker,
+        }));
+        Some(crate::exec::plan::ExecPlan::new(
+            config,
+            env_mode,
+            args.teacher != "replay",
+            shared.clone(),
+        )?)
+    } else {
+        None
+    };
     let teacher: Box<dyn Teacher> = match args.teacher.as_str() {
         "scripted" => Box::new(RecordingTeacher::new(
             Box::new(ScriptedTeacher),
@@ -166,6 +207,7 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
         &spec,
         &tools,
         teacher.as_ref(),
+        exec.as_ref(),
     ))?;
     let r = &done.rollout;
     let usage: u64 = r

@@ -7,6 +7,7 @@
 //! leaves at most unreferenced blobs, which `verify` accepts and a rerun reuses.
 
 mod exchanges;
+mod execs;
 mod functions;
 mod imports;
 mod ingest;
@@ -24,6 +25,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use exchanges::{Exchange, RolloutRow};
+pub use execs::{EnvRow, ExecRecord};
 pub use functions::{index_python, PyFunction};
 pub use imports::{ImportEntry, ImportRow, ImportWriter};
 pub use ingest::{ingest, IngestOptions, IngestReport, Skipped, Source};

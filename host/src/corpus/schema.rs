@@ -129,6 +129,37 @@ const MIGRATIONS: &[&str] = &[
     -- A SERA T2 row's P1 (its `target_patch` source field) as a blob, so that scoring reads a
     -- small compressed blob instead of the row's source fields.
     ALTER TABLE imports ADD COLUMN target_patch TEXT REFERENCES blobs(id);",
+    // 6: commands the teacher ran, keyed by what they are a function of (the workspace tree
+    // before, the command, the environment, the timeout), and the Python environments built
+    // for snapshots. A command's output is not deterministic; its record is.
+    "CREATE TABLE execs (
+        key TEXT PRIMARY KEY,           -- sha256 of (tree_before, command, env, timeout_s)
+        tree_before TEXT NOT NULL,      -- sha256 of the workspace's sorted MODE PATH\0BLOB lines
+        command TEXT NOT NULL,
+        env TEXT NOT NULL,              -- the environment's id, or bare:INTERPRETER
+        timeout_s INTEGER NOT NULL,
+        exit_code INTEGER,
+        signal INTEGER,
+        timed_out INTEGER NOT NULL,
+        truncated INTEGER NOT NULL,
+        dropped_bytes INTEGER NOT NULL,
+        output TEXT NOT NULL REFERENCES blobs(id),
+        duration_ms INTEGER NOT NULL,
+        changes TEXT NOT NULL,          -- JSON [[path, mode, blob or null (deleted)], ...]
+        tree_after TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE envs (
+        id TEXT PRIMARY KEY,            -- sha256 of (snapshot, interpreter, resolved requirements)
+        snapshot TEXT NOT NULL REFERENCES snapshots(id),
+        interpreter TEXT NOT NULL,      -- e.g. cpython-3.11.7 at /usr/bin/python3
+        requirements TEXT NOT NULL,     -- the resolved requirements, one per line
+        path TEXT NOT NULL,             -- where the environment lives
+        status TEXT NOT NULL,           -- ok or failed
+        report TEXT NOT NULL,           -- what the build did, or why it failed
+        built_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX envs_by_snapshot ON envs(snapshot);",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -83,6 +83,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
             tools: super::implicit_tools(&messages),
             messages,
             steps: Vec::new(),
+            environment: None,
         },
         patch: doc
             .pointer("/info/submission")

@@ -49,6 +49,7 @@ pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {
                 messages,
                 tools,
                 steps: Vec::new(),
+                environment: None,
             },
             patch: None,
             meta: Value::Null,

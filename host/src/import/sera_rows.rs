@@ -57,6 +57,7 @@ pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {
                 tools: super::implicit_tools(&messages),
                 messages,
                 steps: Vec::new(),
+                environment: None,
             },
             patch: obj
                 .get("rollout_patch")

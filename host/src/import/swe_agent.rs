@@ -128,6 +128,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
             },
             messages,
             steps: Vec::new(),
+            environment: None,
         },
         patch,
         meta: Value::Null,

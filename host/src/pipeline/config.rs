@@ -119,6 +119,10 @@ pub struct RolloutSection {
     pub step_limit: u32,
     #[serde(default)]
     pub token_budget: Option<u64>,
+    /// Commands (`bash`): off unless enabled. Left out of the manifest while off, so pipelines
+    /// without it keep their bytes.
+    #[serde(default, skip_serializing_if = "ExecSection::is_off")]
+    pub exec: ExecSection,
 }
 
 impl Default for RolloutSection {
@@ -128,8 +132,79 @@ impl Default for RolloutSection {
             tools_config: d_empty_table(),
             step_limit: d_step_limit(),
             token_budget: None,
+            exec: ExecSection::default(),
         }
     }
+}
+
+/// `[rollout.exec]` (or `exec = { ... }` in `[rollout]`): the teacher's `bash` tool.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Wall clock per command (also the largest a call may ask for).
+    #[serde(default = "d_exec_timeout")]
+    pub timeout_s: u32,
+    /// Address space per command.
+    #[serde(default = "d_exec_memory")]
+    pub memory_mib: u64,
+    /// Largest file a command may write.
+    #[serde(default = "d_exec_file_size")]
+    pub file_size_mib: u64,
+    /// Processes per command at once.
+    #[serde(default = "d_exec_processes")]
+    pub max_processes: u64,
+    /// Output kept per command (stdout and stderr together).
+    #[serde(default = "d_exec_output")]
+    pub output_bytes: usize,
+    /// Sandbox layers that may be missing on this machine (`sera-host sandbox check`).
+    #[serde(default)]
+    pub allow_weaker: Vec<String>,
+    /// `build`: the snapshot's Python environment (`corpus env build`, made on demand);
+    /// `bare`: the host's python3 without the repository's dependencies.
+    #[serde(default = "d_exec_env")]
+    pub env: String,
+}
+
+impl ExecSection {
+    fn is_off(&self) -> bool {
+        *self == ExecSection::default()
+    }
+}
+
+impl Default for ExecSection {
+    fn default() -> Self {
+        ExecSection {
+            enabled: false,
+            timeout_s: d_exec_timeout(),
+            memory_mib: d_exec_memory(),
+            file_size_mib: d_exec_file_size(),
+            max_processes: d_exec_processes(),
+            output_bytes: d_exec_output(),
+            allow_weaker: Vec::new(),
+            env: d_exec_env(),
+        }
+    }
+}
+
+fn d_exec_timeout() -> u32 {
+    60
+}
+fn d_exec_memory() -> u64 {
+    4096
+}
+fn d_exec_file_size() -> u64 {
+    64
+}
+fn d_exec_processes() -> u64 {
+    256
+}
+fn d_exec_output() -> usize {
+    1 << 20
+}
+fn d_exec_env() -> String {
+    "build".into()
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -533,6 +608,33 @@ impl Pipeline {
         }
         if file.rollout.step_limit == 0 {
             return Err(bad("rollout.step_limit", "must be at least 1"));
+        }
+        let exec = &file.rollout.exec;
+        if exec.timeout_s == 0 {
+            return Err(bad("rollout.exec.timeout_s", "must be at least 1"));
+        }
+        if exec.memory_mib < 64 {
+            return Err(bad("rollout.exec.memory_mib", "must be at least 64"));
+        }
+        if exec.max_processes == 0 {
+            return Err(bad("rollout.exec.max_processes", "must be at least 1"));
+        }
+        if exec.env != "build" && exec.env != "bare" {
+            return Err(bad(
+                "rollout.exec.env",
+                &format!("{:?}: expected \"build\" or \"bare\"", exec.env),
+            ));
+        }
+        for (i, layer) in exec.allow_weaker.iter().enumerate() {
+            if crate::sandbox::Layer::parse(layer).is_none() {
+                return Err(bad(
+                    &format!("rollout.exec.allow_weaker[{i}]"),
+                    &format!(
+                        "{layer:?} is not a sandbox layer (known: {})",
+                        crate::sandbox::ALL_LAYERS.map(|l| l.name()).join(", ")
+                    ),
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&file.verify.threshold) {
             return Err(bad("verify.threshold", "must be between 0 and 1"));

@@ -165,6 +165,26 @@ pub struct Stages {
     pub tokens: Arc<TokenCounter>,
     pub plugin_hashes: BTreeMap<String, super::PluginRef>,
     pub progress: super::progress::Progress,
+    /// Commands (`[rollout.exec]`), when enabled.
+    pub exec: Option<crate::exec::plan::ExecPlan>,
+}
+
+/// The sandbox limits a pipeline's `[rollout.exec]` names.
+pub fn sandbox_config(e: &super::config::ExecSection) -> crate::sandbox::SandboxConfig {
+    crate::sandbox::SandboxConfig {
+        timeout: Duration::from_secs(e.timeout_s.into()),
+        memory_mib: e.memory_mib,
+        cpu_s: None,
+        file_size_mib: e.file_size_mib,
+        max_processes: e.max_processes,
+        output_bytes: e.output_bytes,
+        allow_weaker: e
+            .allow_weaker
+            .iter()
+            .filter_map(|l| crate::sandbox::Layer::parse(l))
+            .collect(),
+        ..Default::default()
+    }
 }
 
 /// The token counter a tokenizer section names; with `fallback_to_estimate`, the estimate (and a
@@ -260,6 +280,30 @@ impl Stages {
             &plugin_config(&cfg.rollout.tools_config),
             Limits::default(),
         )?;
+        let exec = if cfg.rollout.exec.enabled {
+            if !tools.runs_commands() {
+                anyhow::bail!(
+                    "rollout.exec.enabled: the tools plugin {} does not import sera:plugin/exec, so it offers no command tool",
+                    cfg.rollout.tools
+                );
+            }
+            let env_mode = if cfg.rollout.exec.env == "bare" {
+                crate::exec::plan::EnvMode::Bare
+            } else {
+                crate::exec::plan::EnvMode::Build
+            };
+            Some(
+                crate::exec::plan::ExecPlan::new(
+                    sandbox_config(&cfg.rollout.exec),
+                    env_mode,
+                    mode == Mode::Live,
+                    corpus.clone(),
+                )
+                .context("rollout.exec")?,
+            )
+        } else {
+            None
+        };
         plugin_hashes.insert(
             "tools".into(),
             super::PluginRef {
@@ -336,6 +380,7 @@ impl Stages {
             tokens,
             plugin_hashes,
             progress: super::progress::Progress::new(progress),
+            exec,
         })
     }
 
@@ -370,6 +415,9 @@ impl Stages {
         spec.step_limit = self.cfg.rollout.step_limit;
         spec.token_budget = self.cfg.rollout.token_budget;
         spec.sample = sample;
+        if self.exec.is_some() {
+            spec.exec = serde_json::to_value(&self.cfg.rollout.exec).ok();
+        }
         spec
     }
 
@@ -411,7 +459,14 @@ impl Stages {
             c.entries(&item.snapshot)?
         };
         crate::rollout::patch::pin_mtimes(&base, dir.path())?;
-        let mut session = match blocking(|| self.tools.open(&id, dir.path())) {
+        let (exec_host, environment) = match &self.exec {
+            Some(plan) => {
+                let (host, env) = blocking(|| plan.for_rollout(&item.snapshot, dir.path()))?;
+                (Some(host), Some(env.metadata()))
+            }
+            None => (None, None),
+        };
+        let mut session = match blocking(|| self.tools.open_with(&id, dir.path(), exec_host)) {
             Ok(s) => s,
             Err(f) => {
                 return Ok(RolloutRef {
@@ -423,6 +478,7 @@ impl Stages {
                         messages: Vec::new(),
                         tools: Vec::new(),
                         steps: Vec::new(),
+                        environment: None,
                     },
                     patch: String::new(),
                 })
@@ -430,7 +486,7 @@ impl Stages {
         };
         let corpus = self.corpus.clone();
         let blob = move |b: &str| corpus.lock().expect("corpus lock").blob(b);
-        let r = run(
+        let mut r = run(
             spec,
             self.teacher.as_ref(),
             &mut session,
@@ -440,6 +496,7 @@ impl Stages {
             &blob,
         )
         .await?;
+        r.trajectory.environment = environment;
         if self.mode != Mode::Rebuild {
             let row = RolloutRow {
                 id: id.clone(),

@@ -586,6 +586,7 @@ fn sample_trajectory() -> Trajectory {
         ],
         tools: Vec::new(),
         steps: Vec::new(),
+        environment: None,
     }
 }
 

@@ -11,7 +11,7 @@ use super::engine::{LoadedPlugin, PluginEngine};
 
 /// The package every plugin world belongs to, and the versions this host runs.
 pub const PACKAGE: &str = "sera:plugin";
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.1.1"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -56,7 +56,9 @@ impl WorldKind {
     /// The host interfaces of the package the world lets a plugin import (besides WASI).
     pub fn host_interfaces(self) -> &'static [&'static str] {
         match self {
-            Self::Verifier | Self::Tools => &["types", "log"],
+            Self::Verifier => &["types", "log"],
+            // `exec` exists from 0.1.1 on (the `tools-exec` world).
+            Self::Tools => &["types", "log", "exec"],
             Self::PrSynthesizer => &["types", "log", "llm"],
             Self::Truncation | Self::TrajectoryFilter => &["types", "log", "tokenizer"],
         }
@@ -79,6 +81,15 @@ pub struct Inspection {
     pub exports: Vec<String>,
     pub size: usize,
     pub sha256: String,
+}
+
+impl Inspection {
+    /// Whether the plugin runs commands (imports `sera:plugin/exec`, the `tools-exec` world).
+    pub fn imports_exec(&self) -> bool {
+        self.imports
+            .iter()
+            .any(|i| package_interface(i).is_some_and(|(iface, _)| iface == "exec"))
+    }
 }
 
 /// Refuses bytes that are not a WebAssembly component, saying what they are instead.

@@ -4,6 +4,7 @@
 
 mod cache;
 mod engine;
+mod exec_host;
 mod failure;
 mod inspect;
 mod limits;
@@ -20,6 +21,7 @@ pub mod scaffold;
 
 pub use cache::default_dir as default_cache_dir;
 pub use engine::{LoadedPlugin, PluginEngine};
+pub use exec_host::{ExecHost, ExecReply, ExecRequest, NoExec};
 pub use failure::{FailureKind, PluginFailure};
 pub use inspect::{inspect, Inspection, WorldKind};
 pub use limits::Limits;

@@ -24,6 +24,8 @@ pub(crate) struct StoreState {
     pub(crate) llm: Option<super::stage_plugin::LlmFn>,
     /// The token counter, for worlds that import `tokenizer`.
     pub(crate) tokens: Option<std::sync::Arc<crate::tokenizer::TokenCounter>>,
+    /// Commands, for the tools world that imports `exec`.
+    pub(crate) exec: Option<Box<dyn super::exec_host::ExecHost>>,
 }
 
 impl WasiView for StoreState {
@@ -127,6 +129,7 @@ impl StoreState {
             writes: WriteLog::default(),
             llm: None,
             tokens: None,
+            exec: None,
         })
     }
 }

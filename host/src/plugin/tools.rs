@@ -1,5 +1,6 @@
-//! The host side of the `tools` world: one instance per rollout, made from a shared
-//! `InstancePre`, with the rollout's workspace preopened at `/workspace` and nothing else.
+//! The host side of the `tools` world (0.1.0) and the `tools-exec` world (0.1.1, which also
+//! imports `exec`): one instance per rollout, made from a shared `InstancePre`, with the
+//! rollout's workspace preopened at `/workspace` and nothing else.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +28,112 @@ mod bindings {
     });
 }
 
+/// `sera:plugin@0.1.1`'s `tools-exec` world: its own copies of the shared interfaces.
+mod exec_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.1",
+        world: "tools-exec",
+    });
+}
+
 pub use bindings::sera::plugin::types::ToolSpec;
+use exec_bindings::sera::plugin::exec as wit_exec;
+
+impl exec_bindings::sera::plugin::log::Host for StoreState {
+    fn log(&mut self, level: exec_bindings::sera::plugin::log::Level, message: String) {
+        use exec_bindings::sera::plugin::log::Level;
+        let source = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        self.log.append(source, message.as_bytes());
+    }
+}
+
+impl exec_bindings::sera::plugin::types::Host for StoreState {}
+
+impl wit_exec::Host for StoreState {
+    fn available(&mut self) -> Result<(), String> {
+        match &self.exec {
+            Some(e) => e.available(),
+            None => Err("this host runs no commands".into()),
+        }
+    }
+
+    fn run(&mut self, request: wit_exec::ExecRequest) -> Result<wit_exec::ExecResult, String> {
+        let Some(exec) = self.exec.as_mut() else {
+            return Err("this host runs no commands".into());
+        };
+        let reply = exec.run(super::exec_host::ExecRequest {
+            command: request.command,
+            timeout_s: request.timeout_s,
+        })?;
+        for p in reply.changed {
+            self.writes.mark(p);
+        }
+        Ok(wit_exec::ExecResult {
+            exit_code: reply.exit_code,
+            signal: reply.signal,
+            output: reply.output,
+            truncated: reply.truncated,
+            dropped_bytes: reply.dropped_bytes,
+            timed_out: reply.timed_out,
+            timeout_s: reply.timeout_s,
+            duration_ms: reply.duration_ms,
+        })
+    }
+}
+
+#[derive(Clone)]
+enum Pre {
+    Files(bindings::ToolsPre<StoreState>),
+    Exec(exec_bindings::ToolsExecPre<StoreState>),
+}
+
+enum Bound {
+    Files(bindings::Tools),
+    Exec(exec_bindings::ToolsExec),
+}
+
+impl Bound {
+    fn init(&self, s: &mut Store<StoreState>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Bound::Files(b) => b.sera_plugin_tool_provider().call_init(s, config),
+            Bound::Exec(b) => b.sera_plugin_tool_provider().call_init(s, config),
+        }
+    }
+
+    fn list_tools(&self, s: &mut Store<StoreState>) -> wasmtime::Result<Vec<ToolSpec>> {
+        match self {
+            Bound::Files(b) => b.sera_plugin_tool_provider().call_list_tools(s),
+            Bound::Exec(b) => Ok(b
+                .sera_plugin_tool_provider()
+                .call_list_tools(s)?
+                .into_iter()
+                .map(|t| ToolSpec {
+                    name: t.name,
+                    description: t.description,
+                    parameters: t.parameters,
+                })
+                .collect()),
+        }
+    }
+
+    fn call(
+        &self,
+        s: &mut Store<StoreState>,
+        name: &str,
+        arguments: &str,
+    ) -> wasmtime::Result<Result<String, String>> {
+        match self {
+            Bound::Files(b) => b.sera_plugin_tool_provider().call_call(s, name, arguments),
+            Bound::Exec(b) => b.sera_plugin_tool_provider().call_call(s, name, arguments),
+        }
+    }
+}
 
 /// A tools plugin, linked once; `open` gives each rollout its own sandboxed instance.
 /// `Send + Sync`: share it between rollouts.
@@ -35,7 +141,7 @@ pub use bindings::sera::plugin::types::ToolSpec;
 pub struct ToolsPlugin {
     name: Arc<str>,
     sha256: Arc<str>,
-    pre: bindings::ToolsPre<StoreState>,
+    pre: Pre,
     limits: Limits,
     config: Arc<str>,
 }
@@ -44,7 +150,7 @@ pub struct ToolsPlugin {
 pub struct ToolSession {
     plugin: ToolsPlugin,
     store: Store<StoreState>,
-    bindings: bindings::Tools,
+    bindings: Bound,
     specs: Vec<ToolSpec>,
     log: Vec<LogEntry>,
     dead: bool,
@@ -68,13 +174,23 @@ impl ToolsPlugin {
         let mut linker = Linker::<StoreState>::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
         super::writes::track_writes(&mut linker).map_err(anyhow::Error::from)?;
-        bindings::Tools::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)?;
-        let pre = linker
-            .instantiate_pre(&plugin.component)
-            .and_then(bindings::ToolsPre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{}: cannot link the tools plugin", plugin.source))?;
+        let pre = if info.imports_exec() {
+            exec_bindings::ToolsExec::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                .map_err(anyhow::Error::from)?;
+            linker
+                .instantiate_pre(&plugin.component)
+                .and_then(exec_bindings::ToolsExecPre::new)
+                .map(Pre::Exec)
+        } else {
+            bindings::Tools::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                .map_err(anyhow::Error::from)?;
+            linker
+                .instantiate_pre(&plugin.component)
+                .and_then(bindings::ToolsPre::new)
+                .map(Pre::Files)
+        }
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{}: cannot link the tools plugin", plugin.source))?;
         Ok(Self {
             name: plugin.name.as_str().into(),
             sha256: plugin.sha256.as_str().into(),
@@ -83,6 +199,12 @@ impl ToolsPlugin {
             config: config.into(),
         })
     }
+
+    /// Whether the plugin imports `exec` (the `tools-exec` world).
+    pub fn runs_commands(&self) -> bool {
+        matches!(self.pre, Pre::Exec(_))
+    }
+
 
     pub fn name(&self) -> &str {
         &self.name
@@ -103,8 +225,19 @@ impl ToolsPlugin {
         }
     }
 
-    /// A fresh instance over `workspace`, initialised and with its tool list read.
+    /// A fresh instance over `workspace`, initialised and with its tool list read; a plugin
+    /// that imports `exec` is told commands are not available (and lists no `bash`).
     pub fn open(&self, item: &str, workspace: &Path) -> Result<ToolSession, PluginFailure> {
+        self.open_with(item, workspace, None)
+    }
+
+    /// [`open`](Self::open), with `exec` answering the plugin's commands.
+    pub fn open_with(
+        &self,
+        item: &str,
+        workspace: &Path,
+        exec: Option<Box<dyn super::exec_host::ExecHost>>,
+    ) -> Result<ToolSession, PluginFailure> {
         let fuel = self.limits.fuel_per_call;
         let state = StoreState::new(&self.limits, Some(workspace)).map_err(|e| {
             self.failure(
@@ -113,10 +246,26 @@ impl ToolsPlugin {
                 format!("cannot preopen {}: {e:#}", workspace.display()),
             )
         })?;
-        let mut store = Store::new(self.pre.engine(), state);
+        let engine = match &self.pre {
+            Pre::Files(p) => p.engine(),
+            Pre::Exec(p) => p.engine(),
+        };
+        let mut store = Store::new(engine, state);
+        if matches!(self.pre, Pre::Exec(_)) {
+            store.data_mut().exec = Some(match exec {
+                Some(e) => e,
+                None => Box::new(super::exec_host::NoExec(
+                    "command execution is not enabled for this rollout ([rollout] exec.enabled = false)".into(),
+                )),
+            });
+        }
         store.limiter(|s| &mut s.limiter);
         let _ = store.set_fuel(fuel);
-        let bindings = match self.pre.instantiate(&mut store) {
+        let instantiated = match &self.pre {
+            Pre::Files(p) => p.instantiate(&mut store).map(Bound::Files),
+            Pre::Exec(p) => p.instantiate(&mut store).map(Bound::Exec),
+        };
+        let bindings = match instantiated {
             Ok(b) => b,
             Err(e) => {
                 let (_, message, backtrace) = classify(&e, store.data_mut(), fuel);
@@ -135,15 +284,11 @@ impl ToolsPlugin {
             dead: false,
         };
         let config = self.config.clone();
-        match session.guarded(item, |b, s| {
-            b.sera_plugin_tool_provider().call_init(s, &config)
-        })? {
+        match session.guarded(item, |b, s| b.init(s, &config))? {
             Ok(()) => {}
             Err(msg) => return Err(self.failure(item, FailureKind::Init, msg)),
         }
-        let specs = session.guarded(item, |b, s| {
-            b.sera_plugin_tool_provider().call_list_tools(s)
-        })?;
+        let specs = session.guarded(item, |b, s| b.list_tools(s))?;
         for spec in &specs {
             if !serde_json::from_str::<serde_json::Value>(&spec.parameters)
                 .is_ok_and(|v| v.is_object())
@@ -184,7 +329,7 @@ impl ToolSession {
     fn guarded<T>(
         &mut self,
         item: &str,
-        f: impl FnOnce(&bindings::Tools, &mut Store<StoreState>) -> wasmtime::Result<T>,
+        f: impl FnOnce(&Bound, &mut Store<StoreState>) -> wasmtime::Result<T>,
     ) -> Result<T, PluginFailure> {
         if self.dead {
             return Err(self.plugin.failure(
@@ -219,8 +364,6 @@ impl ToolSession {
         name: &str,
         arguments: &str,
     ) -> Result<Result<String, String>, PluginFailure> {
-        self.guarded(item, |b, s| {
-            b.sera_plugin_tool_provider().call_call(s, name, arguments)
-        })
+        self.guarded(item, |b, s| b.call(s, name, arguments))
     }
 }

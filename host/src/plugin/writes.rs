@@ -39,6 +39,11 @@ impl WriteLog {
         }
     }
 
+    /// A path something other than the plugin's WASI calls changed (a command).
+    pub(crate) fn mark(&mut self, path: String) {
+        self.changed.insert(path);
+    }
+
     fn lose(&mut self, why: String) {
         self.lost.get_or_insert(why);
     }

@@ -61,6 +61,8 @@ pub struct RolloutSpec {
     pub review_on_submit: bool,
     /// Which of several rollouts of the same inputs this is (recorded exchanges are keyed by it).
     pub sample: u32,
+    /// The command settings when the rollout runs commands (part of its id).
+    pub exec: Option<Value>,
 }
 
 impl RolloutSpec {
@@ -74,6 +76,7 @@ impl RolloutSpec {
             token_budget: None,
             review_on_submit: true,
             sample: 0,
+            exec: None,
         }
     }
 }
@@ -328,6 +331,7 @@ pub async fn run(
             messages,
             tools: tool_specs.to_vec(),
             steps,
+            environment: None,
         },
         patch,
         outcome: outcome.expect("the loop ends with an outcome"),

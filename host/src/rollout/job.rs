@@ -73,7 +73,7 @@ pub fn rollout_id(
     tools: &ToolsPlugin,
     teacher: &str,
 ) -> String {
-    let key = json!({
+    let mut key = json!({
         "snapshot": snapshot,
         "function": function,
         "model": spec.model,
@@ -87,6 +87,10 @@ pub fn rollout_id(
         "tools": tools.sha256(),
         "teacher": teacher,
     });
+    // Only rollouts that run commands name them, so older ids stay as they were.
+    if let Some(exec) = &spec.exec {
+        key["exec"] = exec.clone();
+    }
     hex::encode(Sha256::digest(canonical_json(&key)))
 }
 
@@ -95,7 +99,8 @@ pub struct Finished {
     pub rollout: Rollout,
 }
 
-/// Runs a rollout of `function` (`PATH::QUALNAME` for the record) on `snapshot` and stores it.
+/// Runs a rollout of `function` (`PATH::QUALNAME` for the record) on `snapshot` and stores it;
+/// `exec` gives it commands.
 pub async fn execute(
     corpus: &SharedCorpus,
     snapshot: &str,
@@ -103,6 +108,7 @@ pub async fn execute(
     spec: &RolloutSpec,
     tools: &ToolsPlugin,
     teacher: &dyn Teacher,
+    exec: Option<&crate::exec::plan::ExecPlan>,
 ) -> Result<Finished> {
     let dir = tempfile::Builder::new()
         .prefix("sera-rollout-")
@@ -115,10 +121,18 @@ pub async fn execute(
     };
     super::patch::pin_mtimes(&base, dir.path())?;
     let id = rollout_id(snapshot, function, spec, tools, &teacher.describe());
-    let mut session = super::agent::blocking(|| tools.open(&id, dir.path()))
+    let (host, environment) = match exec {
+        Some(plan) => {
+            let (h, env) = super::agent::blocking(|| plan.for_rollout(snapshot, dir.path()))?;
+            (Some(h), Some(env.metadata()))
+        }
+        None => (None, None),
+    };
+    let mut session = super::agent::blocking(|| tools.open_with(&id, dir.path(), host))
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     let blob = |b: &str| corpus.lock().expect("corpus lock").blob(b);
-    let rollout = run(spec, teacher, &mut session, &id, dir.path(), &base, &blob).await?;
+    let mut rollout = run(spec, teacher, &mut session, &id, dir.path(), &base, &blob).await?;
+    rollout.trajectory.environment = environment;
     let trajectory = serde_json::to_vec(&rollout.trajectory)?;
     let row = RolloutRow {
         id: id.clone(),

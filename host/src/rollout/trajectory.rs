@@ -98,4 +98,8 @@ pub struct Trajectory {
     /// OpenAI `tools` entries: `{"type": "function", "function": {name, description, parameters}}`.
     pub tools: Vec<serde_json::Value>,
     pub steps: Vec<Step>,
+    /// What the rollout's commands ran with (`bash`): the environment, or the bare interpreter
+    /// and why. Absent when the rollout ran no commands' host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<serde_json::Value>,
 }

@@ -4,9 +4,12 @@
 //!
 //! 1. find the target function with `search_file` (and its class, for a method),
 //! 2. read it with `str_replace_editor view`,
-//! 3. edit it with `str_replace` (a comment line after the signature; `insert` if the
+//! 3. where the tools include `bash`: run a reproduction (`python -c`, importing the target's
+//!    module from the workspace with the repository's environment and looking the function up),
+//! 4. edit it with `str_replace` (a comment line after the signature; `insert` if the
 //!    replacement is refused),
-//! 4. `submit`, and `submit` again when the host asks to confirm.
+//! 5. with `bash`, run the reproduction again to see the edit took effect,
+//! 6. `submit`, and `submit` again when the host asks to confirm.
 //!
 //! A request without tools gets text: YES to a self-check question, otherwise a pull-request
 //! description of the target (for PR synthesis) naming the function and file, with
@@ -25,7 +28,7 @@ pub struct ScriptedTeacher;
 /// The comment the scripted teacher adds inside the target function.
 pub const MARKER: &str = "# NOTE(scripted-teacher): reviewed";
 
-struct Target {
+pub struct Target {
     file: String,
     qualname: String,
 }
@@ -81,8 +84,25 @@ fn found_lines(answer: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The module a workspace file is imported as (`src/` layouts included).
+fn module_of(file: &str) -> String {
+    let f = file.strip_prefix("src/").unwrap_or(file);
+    let f = f.strip_suffix(".py").unwrap_or(f);
+    let f = f.strip_suffix("/__init__").unwrap_or(f);
+    f.replace('/', ".")
+}
+
+/// The reproduction: import the target's module from /workspace and look the function up.
+pub fn reproduction(t: &Target) -> String {
+    format!(
+        "cd /workspace && python -c \"\nimport importlib, sys\nsys.path.insert(0, '/workspace')\ntry:\n    m = importlib.import_module('{m}')\n    obj = m\n    for part in '{q}'.split('.'):\n        obj = getattr(obj, part)\n    print('{m}.{q}:', type(obj).__name__, 'from', m.__file__.replace('/workspace/', ''))\nexcept Exception as e:\n    print('reproduction failed:', type(e).__name__, e)\nprint('python', sys.version.split()[0], 'environment' if sys.prefix != sys.base_prefix else 'bare interpreter')\n\"",
+        m = module_of(&t.file),
+        q = t.qualname
+    )
+}
+
 /// The next tool call: (name, arguments).
-fn next_call(t: &Target, calls: &[(String, Value, String)]) -> (String, Value) {
+fn next_call(t: &Target, calls: &[(String, Value, String)], has_bash: bool) -> (String, Value) {
     let name = t
         .qualname
         .rsplit('.')
@@ -141,6 +161,10 @@ fn next_call(t: &Target, calls: &[(String, Value, String)]) -> (String, Value) {
             json!({"command": "view", "path": t.file, "view_range": [line, -1]}),
         );
     };
+    let bash_runs = was(calls, "bash", None).count();
+    if has_bash && bash_runs == 0 {
+        return ("bash".into(), json!({"command": reproduction(t)}));
+    }
     // `     12\tdef f(a,` -> the file's lines from `line` on (tabs were expanded; code that
     // indents with tabs makes the replacement fail, and the insert fallback takes over).
     let lines: Vec<&str> = view
@@ -186,6 +210,9 @@ fn next_call(t: &Target, calls: &[(String, Value, String)]) -> (String, Value) {
             json!({"command": "insert", "path": t.file, "insert_line": line,
                    "new_str": format!("{indent}    {MARKER} `{}`", t.qualname)}),
         );
+    }
+    if has_bash && bash_runs == 1 {
+        return ("bash".into(), json!({"command": reproduction(t)}));
     }
     submit()
 }
@@ -237,7 +264,10 @@ pub fn respond(request: &Value) -> Value {
         ),
         Some(t) => {
             let calls = history(messages);
-            let (name, args) = next_call(&t, &calls);
+            let has_bash = request["tools"]
+                .as_array()
+                .is_some_and(|ts| ts.iter().any(|t| t["function"]["name"] == "bash"));
+            let (name, args) = next_call(&t, &calls, has_bash);
             (
                 format!("Step {turn}: {name}."),
                 vec![json!({"id": format!("call_{turn}"), "type": "function",

@@ -1,6 +1,8 @@
 //! The default tools plugin, `builtin:swe-tools`: SWE-agent's `str_replace_editor`,
 //! `find_file`, `search_dir`, `search_file` and `submit` over the workspace the host preopens
-//! at `/workspace`. Files are reached only through WASI; nothing runs commands.
+//! at `/workspace`, and `bash` where the host runs commands (the `exec` import of
+//! `sera:plugin@0.1.1`; the tool is listed only when the host says it is available). Files are
+//! reached only through WASI; commands only through the host's sandbox.
 //!
 //! `submit` is listed here so the model sees it, but the host acts on it (it alone can diff
 //! the workspace against the snapshot); a call that reaches the plugin says so.
@@ -8,6 +10,7 @@
 //! Config (JSON object, all optional): `{"root": "/workspace"}`.
 
 pub mod args;
+pub mod bash;
 pub mod editor;
 pub mod search;
 pub mod specs;
@@ -82,11 +85,36 @@ mod guest {
     use std::cell::RefCell;
 
     wit_bindgen::generate!({
-        path: "../../wit/v0.1.0",
-        world: "tools",
+        path: "../../wit/v0.1.1",
+        world: "tools-exec",
     });
 
     use exports::sera::plugin::tool_provider::{Guest, ToolSpec};
+    use sera::plugin::exec;
+
+    /// The `bash` call: the command runs in the host's sandbox, the observation is SWE-agent's.
+    fn bash(arguments: &str) -> Result<String, String> {
+        let args: serde_json::Value = serde_json::from_str(arguments)
+            .map_err(|e| format!("bash: the arguments are not JSON: {e}"))?;
+        let Some(command) = args.get("command").and_then(|c| c.as_str()) else {
+            return Err("bash: missing the required string argument `command`".into());
+        };
+        if command.trim().is_empty() {
+            return Err("bash: `command` is empty; give a command line to run".into());
+        }
+        let r = exec::run(&exec::ExecRequest {
+            command: command.to_string(),
+            timeout_s: None,
+        })?;
+        Ok(super::bash::observation(&super::bash::Ran {
+            command,
+            output: &r.output,
+            exit_code: r.exit_code,
+            timed_out: r.timed_out,
+            timeout_s: r.timeout_s,
+            dropped_bytes: r.dropped_bytes,
+        }))
+    }
 
     thread_local! {
         static TOOLS: RefCell<Option<Tools>> = const { RefCell::new(None) };
@@ -107,8 +135,11 @@ mod guest {
                     t.workspace.root.display().to_string()
                 })
             });
-            specs::specs(&root)
-                .into_iter()
+            let mut all = specs::specs(&root);
+            if exec::available().is_ok() {
+                all.insert(all.len() - 1, specs::bash(&root));
+            }
+            all.into_iter()
                 .map(|s| ToolSpec {
                     name: s.name.to_string(),
                     description: s.description,
@@ -118,6 +149,12 @@ mod guest {
         }
 
         fn call(name: String, arguments: String) -> Result<String, String> {
+            if name == "bash" {
+                if let Err(why) = exec::available() {
+                    return Err(format!("bash is not available here: {why}"));
+                }
+                return bash(&arguments);
+            }
             TOOLS.with(|t| {
                 let mut t = t.borrow_mut();
                 let tools = t.get_or_insert_with(|| Tools::new("/workspace".into()));

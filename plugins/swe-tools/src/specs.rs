@@ -9,6 +9,21 @@ pub struct Spec {
     pub parameters: serde_json::Value,
 }
 
+/// SWE-agent's `bash` tool (listed only where the host runs commands).
+pub fn bash(root: &str) -> Spec {
+    Spec {
+        name: "bash",
+        description: format!("runs the given command directly in bash\n* The command runs in {root}, the repository, with the repository's Python environment first on PATH\n* Each call starts a fresh shell: `cd` and variables do not carry over, files do\n* A command that runs too long is cancelled; do not start servers or interactive programs\n* There is no network\n"),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "description": "The bash command to execute."}
+            },
+            "required": ["command"]
+        }),
+    }
+}
+
 pub fn specs(root: &str) -> Vec<Spec> {
     vec![
         Spec {
