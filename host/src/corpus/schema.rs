@@ -134,7 +134,7 @@ const MIGRATIONS: &[&str] = &[
     // for snapshots. A command's output is not deterministic; its record is.
     "CREATE TABLE execs (
         key TEXT PRIMARY KEY,           -- sha256 of (tree_before, command, env, timeout_s)
-        tree_before TEXT NOT NULL,      -- sha256 of the workspace's sorted MODE PATH\0BLOB lines
+        tree_before TEXT NOT NULL,      -- sha256 of the workspace's snapshot listing
         command TEXT NOT NULL,
         env TEXT NOT NULL,              -- the environment's id, or bare:INTERPRETER
         timeout_s INTEGER NOT NULL,

@@ -19,6 +19,10 @@ pub struct Metadata {
     pub r: Option<f64>,
     pub truncation_ratio: f64,
     pub teacher_model: String,
+    /// What the trajectory's commands ran with (the environment, or the bare interpreter and
+    /// why); absent for rollouts without commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
 }
 
 /// One training row, in the order trainers read the keys.
@@ -130,6 +134,7 @@ impl Stages {
                 r: res.r,
                 truncation_ratio: decision.ratio.unwrap_or(0.0),
                 teacher_model: self.cfg.teacher.model.clone(),
+                environment: t.trajectory.environment.clone(),
             },
         };
         Some(Candidate { row, decision })

@@ -92,13 +92,29 @@ fn module_of(file: &str) -> String {
     f.replace('/', ".")
 }
 
-/// The reproduction: import the target's module from /workspace and look the function up.
+/// The reproduction: import the target's module from /workspace with the repository's
+/// environment, look the function up, and say whether the loaded source carries the edit.
 pub fn reproduction(t: &Target) -> String {
-    format!(
-        "cd /workspace && python -c \"\nimport importlib, sys\nsys.path.insert(0, '/workspace')\ntry:\n    m = importlib.import_module('{m}')\n    obj = m\n    for part in '{q}'.split('.'):\n        obj = getattr(obj, part)\n    print('{m}.{q}:', type(obj).__name__, 'from', m.__file__.replace('/workspace/', ''))\nexcept Exception as e:\n    print('reproduction failed:', type(e).__name__, e)\nprint('python', sys.version.split()[0], 'environment' if sys.prefix != sys.base_prefix else 'bare interpreter')\n\"",
-        m = module_of(&t.file),
-        q = t.qualname
-    )
+    let script = [
+        "import importlib, inspect, sys".to_string(),
+        "sys.path.insert(0, '/workspace')".into(),
+        "try:".into(),
+        format!("    m = importlib.import_module('{}')", module_of(&t.file)),
+        "    obj = m".into(),
+        format!("    for part in '{}'.split('.'):", t.qualname),
+        "        if part == '<locals>':".into(),
+        "            break".into(),
+        "        obj = getattr(obj, part)".into(),
+        "    edited = 'NOTE(scripted-' + 'teacher)' in inspect.getsource(m)".into(),
+        format!(
+            "    print('{q}:', type(obj).__name__, 'in', m.__file__.replace('/workspace/', ''), '(edited)' if edited else '(not edited yet)')",
+            q = t.qualname
+        ),
+        "except Exception as e:".into(),
+        "    print('reproduction failed:', type(e).__name__, e)".into(),
+        "print('python', sys.version.split()[0], 'with the repository environment' if sys.prefix != sys.base_prefix else 'bare interpreter')".into(),
+    ];
+    format!("cd /workspace && python -c \"\n{}\n\"", script.join("\n"))
 }
 
 /// The next tool call: (name, arguments).
