@@ -21,7 +21,11 @@ fn workspace() -> Ws {
         .prefix("sera-sbx-test-")
         .tempdir()
         .unwrap();
-    std::fs::write(d.path().join("hello.py"), "print('hello from the workspace')\n").unwrap();
+    std::fs::write(
+        d.path().join("hello.py"),
+        "print('hello from the workspace')\n",
+    )
+    .unwrap();
     Ws(d)
 }
 
@@ -58,7 +62,10 @@ fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
@@ -80,7 +87,10 @@ fn check_reports_every_layer_enforced_here() {
     let layers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
     });
-    let names: Vec<&str> = layers.iter().map(|l| l["layer"].as_str().unwrap()).collect();
+    let names: Vec<&str> = layers
+        .iter()
+        .map(|l| l["layer"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
         ["userns", "netns", "mountns", "pidns", "landlock", "seccomp", "rlimits", "pids"]
@@ -89,7 +99,10 @@ fn check_reports_every_layer_enforced_here() {
         assert_eq!(l["ok"], true, "layer not enforced on this machine: {l}");
     }
     assert!(out.status.success());
-    let text = Command::new(bin()).args(["sandbox", "check"]).output().unwrap();
+    let text = Command::new(bin())
+        .args(["sandbox", "check"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("landlock  enforced"), "{text}");
     assert!(text.contains("every layer holds"), "{text}");
@@ -98,12 +111,15 @@ fn check_reports_every_layer_enforced_here() {
 #[test]
 fn a_plain_command_sees_the_workspace_at_slash_workspace() {
     let ws = workspace();
-    let (v, code, _) = run_in(ws.path(), &[], "pwd; python3 hello.py; echo oops >&2; exit 3");
+    let (v, code, _) = run_in(
+        ws.path(),
+        &[],
+        "pwd; python3 hello.py; echo oops >&2; exit 3",
+    );
     assert_eq!(code, 3, "{v}");
     assert_eq!(v["exit_code"], 3);
     assert_eq!(
-        v["output"],
-        "/workspace\nhello from the workspace\noops\n",
+        v["output"], "/workspace\nhello from the workspace\noops\n",
         "stdout and stderr interleave in one stream"
     );
     // The observation text, as the model would see it.
@@ -134,7 +150,10 @@ fn the_process_is_alone_uid_zero_and_has_no_network_interfaces() {
     assert_eq!(lines[1], "1", "bash is pid 1 of its own namespace: {out}");
     assert!(!lines[2].contains("eth"), "no host interfaces: {out}");
     let procs: u32 = lines[3].trim().parse().unwrap();
-    assert!(procs <= 4, "only the command's own processes are visible: {out}");
+    assert!(
+        procs <= 4,
+        "only the command's own processes are visible: {out}"
+    );
 }
 
 #[test]
@@ -307,7 +326,11 @@ fn hostile_huge_output_is_capped_and_counted() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.len() < 110_000, "{}", text.len());
-    assert!(text.contains("99900000 characters were elided"), "{}", &text[49_000..51_000]);
+    assert!(
+        text.contains("99900000 characters were elided"),
+        "{}",
+        &text[49_000..51_000]
+    );
 }
 
 #[test]
@@ -333,7 +356,11 @@ fn hostile_binary_and_non_utf8_output_arrive_as_text() {
     );
     assert_eq!(code, 0);
     let out = v["output"].as_str().unwrap();
-    assert!(out.ends_with("la caf\u{FFFD} \u{FFFD}\u{FFFD} end\n"), "{:?}", &out[out.len() - 40..]);
+    assert!(
+        out.ends_with("la caf\u{FFFD} \u{FFFD}\u{FFFD} end\n"),
+        "{:?}",
+        &out[out.len() - 40..]
+    );
 }
 
 #[test]
@@ -386,9 +413,19 @@ fn as_a_non_root_user_every_layer_holds_too() {
             .spawn()
             .unwrap();
         let mut out = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         (child.wait().unwrap().code(), out, err)
     };
     let (code, out, err) = as_nobody(&["sandbox", "check"]);
@@ -414,7 +451,12 @@ fn as_a_non_root_user_every_layer_holds_too() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(processes_with(&marker), Vec::<String>::new());
     let (code, out, _) = as_nobody(&[
-        "sandbox", "run", "--workspace", &ws_s, "--", "echo hi > f; cat f; id -u",
+        "sandbox",
+        "run",
+        "--workspace",
+        &ws_s,
+        "--",
+        "echo hi > f; cat f; id -u",
     ]);
     assert_eq!(code, Some(0));
     assert_eq!(out, "hi\n0\n");

@@ -169,7 +169,11 @@ fn env_cmd(db: &std::path::Path, cmd: EnvCommand) -> Result<ExitCode> {
                         r.status,
                         r.interpreter,
                         r.requirements.lines().count(),
-                        if r.status == "ok" { r.path } else { r.report.lines().last().unwrap_or("").to_string() }
+                        if r.status == "ok" {
+                            r.path
+                        } else {
+                            r.report.lines().last().unwrap_or("").to_string()
+                        }
                     );
                 }
             }

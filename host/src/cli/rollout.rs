@@ -147,7 +147,10 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
     let shared = Arc::new(Mutex::new(corpus));
     let exec = if args.exec {
         if !tools.runs_commands() {
-            bail!("--exec: the tools plugin {} does not import sera:plugin/exec", args.tools);
+            bail!(
+                "--exec: the tools plugin {} does not import sera:plugin/exec",
+                args.tools
+            );
         }
         let env_mode = match args.exec_env.as_str() {
             "build" => crate::exec::plan::EnvMode::Build,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::sandbox::{default_helper, Layer, Sandbox, SandboxConfig};
@@ -127,14 +127,18 @@ fn run_one(args: RunArgs) -> Result<ExitCode> {
         allow_weaker: parse_layers(&args.allow_weaker, "--allow-weaker")?,
         ..SandboxConfig::default()
     };
-    if let Some(env) = &args.env {
-        let env = env.canonicalize()?;
-        config.extra_read_only = crate::exec::pyenv::read_only_paths(&env)?;
-        config.path_prefix = vec![env.join("bin")];
-        config.env = vec![("VIRTUAL_ENV".into(), env.display().to_string())];
-    } else {
-        config.extra_read_only = crate::exec::pyenv::interpreter_paths();
-    }
+    let chosen = match &args.env {
+        Some(env) => crate::exec::pyenv::Chosen {
+            id: String::new(),
+            dir: Some(
+                env.canonicalize()
+                    .with_context(|| format!("--env {}", env.display()))?,
+            ),
+            note: None,
+        },
+        None => crate::exec::pyenv::Chosen::bare(None),
+    };
+    chosen.apply(&mut config)?;
     let sandbox = Sandbox::new(default_helper()?, config)?;
     let command = args.command.join(" ");
     let out = sandbox.run(&args.workspace, &command, None)?;
@@ -154,13 +158,13 @@ fn run_one(args: RunArgs) -> Result<ExitCode> {
         );
     } else {
         let text = bash_observation::observation(&bash_observation::Ran {
-                command: &command,
-                output: &text,
-                exit_code: out.exit_code,
-                timed_out: out.timed_out,
-                timeout_s: args.timeout_s as u32,
-                dropped_bytes: out.output_total - out.output.len() as u64,
-            });
+            command: &command,
+            output: &text,
+            exit_code: out.exit_code,
+            timed_out: out.timed_out,
+            timeout_s: args.timeout_s as u32,
+            dropped_bytes: out.output_total - out.output.len() as u64,
+        });
         print!("{text}");
         if !text.ends_with('\n') {
             println!();

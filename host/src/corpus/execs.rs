@@ -57,10 +57,19 @@ fn env_row(r: &rusqlite::Row) -> rusqlite::Result<EnvRow> {
 
 impl Corpus {
     /// Stores a command's record with its output and changed files (blobs); the first wins.
-    pub fn put_exec(&self, rec: &ExecRecord, output: &[u8], files: &[(String, Vec<u8>)]) -> Result<()> {
+    pub fn put_exec(
+        &self,
+        rec: &ExecRecord,
+        output: &[u8],
+        files: &[(String, Vec<u8>)],
+    ) -> Result<()> {
         let tx = self.conn().unchecked_transaction()?;
         let (out_id, _) = self.put_blob(output)?;
-        anyhow::ensure!(out_id == rec.output, "exec {}: output blob mismatch", rec.key);
+        anyhow::ensure!(
+            out_id == rec.output,
+            "exec {}: output blob mismatch",
+            rec.key
+        );
         for (id, bytes) in files {
             let (got, _) = self.put_blob(bytes)?;
             anyhow::ensure!(&got == id, "exec {}: file blob mismatch", rec.key);

@@ -68,20 +68,25 @@ pub fn clean_output(bytes: &[u8]) -> String {
         .replace("\r\n", "\n")
 }
 
+/// The keys of a rollout's commands, in the order they ran (for `explain`).
+pub type ExecLog = Arc<Mutex<Vec<String>>>;
+
 /// One rollout's commands.
 pub struct RolloutExec {
     ctx: ExecContext,
     workspace: PathBuf,
     state: Option<WorkspaceState>,
+    log: ExecLog,
 }
 
 impl ExecContext {
-    /// The commands of one rollout over `workspace`.
-    pub fn for_workspace(&self, workspace: &Path) -> Box<dyn ExecHost> {
+    /// The commands of one rollout over `workspace`; `log` receives their keys.
+    pub fn for_workspace(&self, workspace: &Path, log: ExecLog) -> Box<dyn ExecHost> {
         Box::new(RolloutExec {
             ctx: self.clone(),
             workspace: workspace.to_path_buf(),
             state: None,
+            log,
         })
     }
 }
@@ -99,9 +104,15 @@ impl RolloutExec {
         state.rescan()?;
         let tree_before = state.tree();
         let key = exec_key(&tree_before, &request.command, &self.ctx.env, timeout_s);
+        self.log.lock().expect("exec log").push(key.clone());
         let recorded = self.ctx.corpus.lock().expect("corpus lock").exec(&key)?;
         if let Some(rec) = recorded {
-            let output = self.ctx.corpus.lock().expect("corpus lock").blob(&rec.output)?;
+            let output = self
+                .ctx
+                .corpus
+                .lock()
+                .expect("corpus lock")
+                .blob(&rec.output)?;
             let corpus = self.ctx.corpus.clone();
             workspace_state::apply(&self.workspace, &rec.changes, &|id| {
                 corpus.lock().expect("corpus lock").blob(id)

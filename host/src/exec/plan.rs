@@ -33,7 +33,12 @@ pub struct ExecPlan {
 impl ExecPlan {
     /// `live`: commands run (the sandbox is probed now, and a missing layer refuses the run);
     /// otherwise only recorded commands are served.
-    pub fn new(base: SandboxConfig, env_mode: EnvMode, live: bool, corpus: SharedCorpus) -> Result<Self> {
+    pub fn new(
+        base: SandboxConfig,
+        env_mode: EnvMode,
+        live: bool,
+        corpus: SharedCorpus,
+    ) -> Result<Self> {
         let plan = ExecPlan {
             base,
             env_mode,
@@ -72,7 +77,11 @@ impl ExecPlan {
                 let corpus = self.corpus.lock().expect("corpus lock");
                 let mut row = pyenv::stored(&corpus, snapshot)?;
                 if row.is_none() && self.live {
-                    row = Some(pyenv::build(&corpus, snapshot, &pyenv::BuildOptions::default())?);
+                    row = Some(pyenv::build(
+                        &corpus,
+                        snapshot,
+                        &pyenv::BuildOptions::default(),
+                    )?);
                 }
                 pyenv::choose(row)
             }
@@ -84,8 +93,9 @@ impl ExecPlan {
         Ok(chosen)
     }
 
-    /// The commands of one rollout of `snapshot` in `workspace`, and the environment they use.
-    pub fn for_rollout(&self, snapshot: &str, workspace: &Path) -> Result<(Box<dyn ExecHost>, Chosen)> {
+    /// The commands of one rollout of `snapshot` in `workspace`, the environment they use, and
+    /// the log their keys go to.
+    pub fn for_rollout(&self, snapshot: &str, workspace: &Path) -> Result<RolloutCommands> {
         let env = self.env(snapshot)?;
         let source = if self.live {
             Source::Live(self.sandbox(&env)?)
@@ -98,6 +108,27 @@ impl ExecPlan {
             env: env.id.clone(),
             timeout_s: self.base.timeout.as_secs() as u32,
         };
-        Ok((ctx.for_workspace(workspace), env))
+        let log = super::ExecLog::default();
+        Ok(RolloutCommands {
+            host: ctx.for_workspace(workspace, log.clone()),
+            env,
+            log,
+        })
+    }
+}
+
+/// What a rollout gets: its commands' host, their environment, and their keys once it ran.
+pub struct RolloutCommands {
+    pub host: Box<dyn ExecHost>,
+    pub env: Chosen,
+    pub log: super::ExecLog,
+}
+
+impl RolloutCommands {
+    /// The trajectory's `environment`: the environment and the keys of the commands it ran.
+    pub fn metadata(log: &super::ExecLog, env: &Chosen) -> serde_json::Value {
+        let mut m = env.metadata();
+        m["execs"] = serde_json::json!(*log.lock().expect("exec log"));
+        m
     }
 }

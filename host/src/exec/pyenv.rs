@@ -48,8 +48,12 @@ pub fn interpreter_paths() -> Vec<PathBuf> {
 /// Read-only paths for an environment: itself and the interpreter it was made from.
 pub fn read_only_paths(env: &Path) -> Result<Vec<PathBuf>> {
     let cfg = env.join("pyvenv.cfg");
-    let text = std::fs::read_to_string(&cfg)
-        .with_context(|| format!("{}: not a Python environment (no pyvenv.cfg)", env.display()))?;
+    let text = std::fs::read_to_string(&cfg).with_context(|| {
+        format!(
+            "{}: not a Python environment (no pyvenv.cfg)",
+            env.display()
+        )
+    })?;
     let mut paths = vec![env.to_path_buf()];
     for line in text.lines() {
         if let Some((k, v)) = line.split_once('=') {
@@ -143,6 +147,10 @@ impl Chosen {
             None => {
                 config.extra_read_only = interpreter_paths();
                 config.path_prefix = Vec::new();
+                if let Some(bin) = bare_bin() {
+                    config.extra_read_only.push(bin.clone());
+                    config.path_prefix.push(bin);
+                }
                 config.env = Vec::new();
             }
         }
@@ -159,7 +167,10 @@ impl Chosen {
 }
 
 /// The stored environment of a snapshot that is usable here, or why there is none.
-pub fn stored(corpus: &crate::corpus::Corpus, snapshot: &str) -> Result<Option<crate::corpus::EnvRow>> {
+pub fn stored(
+    corpus: &crate::corpus::Corpus,
+    snapshot: &str,
+) -> Result<Option<crate::corpus::EnvRow>> {
     Ok(corpus
         .envs(Some(snapshot))?
         .into_iter()
@@ -183,6 +194,47 @@ pub fn choose(row: Option<crate::corpus::EnvRow>) -> Chosen {
                 .into(),
         )),
     }
+}
+
+/// An exclusive `flock` on `path`, held until the file is dropped.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open the build lock", path.display()))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        anyhow::bail!(
+            "{}: flock: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(f)
+}
+
+/// A directory with `python` and `python3` for the bare interpreter (Debian's has no `python`,
+/// pyenv's is not on the sandbox's PATH).
+fn bare_bin() -> Option<PathBuf> {
+    let (exe, _) = host_python()?;
+    let dir = envs_dir().join(format!(
+        "bare-{}",
+        &hex::encode(Sha256::digest(exe.as_os_str().as_encoded_bytes()))[..16]
+    ));
+    let bin = dir.join("bin");
+    if !bin.join("python").exists() {
+        std::fs::create_dir_all(&bin).ok()?;
+        for name in ["python", "python3"] {
+            let tmp = bin.join(format!(".{name}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(exe, &tmp).ok()?;
+            std::fs::rename(&tmp, bin.join(name)).ok()?;
+        }
+    }
+    Some(bin)
 }
 
 /// Marks a finished environment directory.
@@ -218,7 +270,16 @@ fn run_step(report: &mut String, what: &str, cmd: &mut std::process::Command) ->
         anyhow::bail!(
             "{what} failed ({}): {}",
             out.status,
-            stderr.trim().lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ")
+            stderr
+                .trim()
+                .lines()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -226,7 +287,12 @@ fn run_step(report: &mut String, what: &str, cmd: &mut std::process::Command) ->
 
 /// The files `uv pip compile` reads the repository's requirements from, best first.
 fn requirement_inputs(src: &Path) -> Vec<PathBuf> {
-    for name in ["requirements.txt", "pyproject.toml", "setup.cfg", "setup.py"] {
+    for name in [
+        "requirements.txt",
+        "pyproject.toml",
+        "setup.cfg",
+        "setup.py",
+    ] {
         let p = src.join(name);
         if p.is_file() {
             // pyproject.toml without a [project] table (a tool config only) declares nothing.
@@ -247,7 +313,11 @@ fn requirement_inputs(src: &Path) -> Vec<PathBuf> {
 /// it from the index once and from uv's cache after, and puts /workspace on its path so the
 /// teacher's edits are what gets imported. A failure is stored too (the rollouts then say they
 /// ran bare).
-pub fn build(corpus: &crate::corpus::Corpus, snapshot: &str, opts: &BuildOptions) -> Result<crate::corpus::EnvRow> {
+pub fn build(
+    corpus: &crate::corpus::Corpus,
+    snapshot: &str,
+    opts: &BuildOptions,
+) -> Result<crate::corpus::EnvRow> {
     let interpreter = interpreter_id();
     let mut report = String::new();
     let attempt = (|| -> Result<(String, String, PathBuf)> {
@@ -290,6 +360,9 @@ pub fn build(corpus: &crate::corpus::Corpus, snapshot: &str, opts: &BuildOptions
             .as_bytes(),
         ));
         let dir = opts.dir.join(&id);
+        std::fs::create_dir_all(&opts.dir)?;
+        // Other runs (other processes) may build the same environment now: one at a time.
+        let _lock = lock(&opts.dir.join(format!("{id}.lock")))?;
         if dir.join(COMPLETE).is_file() {
             report.push_str("reused: the environment was built before\n");
             return Ok((id, requirements, dir));
@@ -297,7 +370,6 @@ pub fn build(corpus: &crate::corpus::Corpus, snapshot: &str, opts: &BuildOptions
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
-        std::fs::create_dir_all(&opts.dir)?;
         run_step(
             &mut report,
             "uv venv",

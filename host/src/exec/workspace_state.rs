@@ -112,13 +112,17 @@ impl WorkspaceState {
                                 Vec::new()
                             }
                             Err(e) => {
-                                return Err(e).with_context(|| format!("reading {}", full.display()))
+                                return Err(e)
+                                    .with_context(|| format!("reading {}", full.display()))
                             }
                         };
                         (mode, bytes)
                     };
                     let blob = hex::encode(Sha256::digest(&bytes));
-                    if old.as_ref().is_none_or(|o| o.blob != blob || o.mode != mode) {
+                    if old
+                        .as_ref()
+                        .is_none_or(|o| o.blob != blob || o.mode != mode)
+                    {
                         changes.push((rel.clone(), mode, Some(blob.clone())));
                     }
                     File { stat, mode, blob }
@@ -174,16 +178,21 @@ impl WorkspaceState {
 
 /// Makes the workspace show `changes` (a recorded command's effect): files written with their
 /// mode, deleted ones removed.
-pub fn apply(root: &Path, changes: &[Change], blob: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<()> {
+pub fn apply(
+    root: &Path,
+    changes: &[Change],
+    blob: &dyn Fn(&str) -> Result<Vec<u8>>,
+) -> Result<()> {
     for (rel, mode, id) in changes {
         crate::corpus::check_path(rel)?;
         let full = root.join(rel);
         match id {
-            None => match std::fs::symlink_metadata(&full) {
-                Ok(_) => std::fs::remove_file(&full)
-                    .with_context(|| format!("removing {}", full.display()))?,
-                Err(_) => {}
-            },
+            None => {
+                if std::fs::symlink_metadata(&full).is_ok() {
+                    std::fs::remove_file(&full)
+                        .with_context(|| format!("removing {}", full.display()))?;
+                }
+            }
             Some(id) => {
                 let bytes = blob(id)?;
                 if let Some(parent) = full.parent() {
@@ -197,7 +206,11 @@ pub fn apply(root: &Path, changes: &[Change], blob: &dyn Fn(&str) -> Result<Vec<
                 } else {
                     std::fs::write(&full, &bytes)
                         .with_context(|| format!("writing {}", full.display()))?;
-                    let perm = if *mode == MODE_EXECUTABLE { 0o755 } else { 0o644 };
+                    let perm = if *mode == MODE_EXECUTABLE {
+                        0o755
+                    } else {
+                        0o644
+                    };
                     std::fs::set_permissions(&full, std::fs::Permissions::from_mode(perm))?;
                 }
             }

@@ -240,10 +240,67 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
 }
 
 /// `sera-host explain ROW_ID`: the stored provenance chain of a row (id or unique prefix).
+/// The provenance with, for each rollout that ran commands, its environment and every command
+/// as recorded: `None` when no rollout of it ran any.
+fn with_execs(corpus: &Corpus, provenance: &str) -> Result<Option<serde_json::Value>> {
+    let mut v: serde_json::Value = match serde_json::from_str(provenance) {
+        Ok(v) => v,
+        Err(_) => return Ok(None),
+    };
+    let mut any = false;
+    for stage in ["rollout1", "rollout2"] {
+        let Some(id) = v[stage]["id"].as_str().map(String::from) else {
+            continue;
+        };
+        let Some(row) = corpus.rollout(&id)? else {
+            continue;
+        };
+        let t: serde_json::Value = serde_json::from_slice(&corpus.blob(&row.trajectory)?)?;
+        let env = &t["environment"];
+        let Some(keys) = env["execs"].as_array() else {
+            continue;
+        };
+        any = true;
+        let mut commands = Vec::new();
+        for key in keys.iter().filter_map(|k| k.as_str()) {
+            let Some(rec) = corpus.exec(key)? else {
+                commands.push(serde_json::json!({"key": key, "recorded": false}));
+                continue;
+            };
+            let output = crate::exec::clean_output(&corpus.blob(&rec.output)?);
+            let head: Vec<&str> = output.lines().take(20).collect();
+            commands.push(serde_json::json!({
+                "key": key,
+                "command": rec.command,
+                "exit_code": rec.exit_code,
+                "signal": rec.signal,
+                "timed_out": rec.timed_out,
+                "truncated": rec.truncated,
+                "duration_ms": rec.duration_ms,
+                "tree_before": rec.tree_before,
+                "tree_after": rec.tree_after,
+                "changes": rec.changes.iter().map(|(p, m, b)| serde_json::json!({"path": p, "mode": format!("{m:o}"), "blob": b})).collect::<Vec<_>>(),
+                "output_head": head.join("\n"),
+            }));
+        }
+        let mut environment = env.clone();
+        if let Some(o) = environment.as_object_mut() {
+            o.remove("execs");
+        }
+        v[stage]["environment"] = environment;
+        v[stage]["commands"] = serde_json::Value::Array(commands);
+    }
+    Ok(any.then_some(v))
+}
+
 pub fn explain(db: &Path, row: &str) -> Result<String> {
     let corpus = Corpus::open_existing(db)?;
     if let Some((_, p)) = corpus.row_provenance(row)? {
-        return Ok(String::from_utf8(p)?);
+        let text = String::from_utf8(p)?;
+        return Ok(match with_execs(&corpus, &text)? {
+            Some(v) => serde_json::to_string_pretty(&v)?,
+            None => text,
+        });
     }
     // Rows of `sera-host shards` are named by the import they came from.
     match corpus.import_by_prefix(row)? {

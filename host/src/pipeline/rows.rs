@@ -134,7 +134,13 @@ impl Stages {
                 r: res.r,
                 truncation_ratio: decision.ratio.unwrap_or(0.0),
                 teacher_model: self.cfg.teacher.model.clone(),
-                environment: t.trajectory.environment.clone(),
+                // The environment without the list of command keys (`explain` shows those).
+                environment: t.trajectory.environment.clone().map(|mut e| {
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("execs");
+                    }
+                    e
+                }),
             },
         };
         Some(Candidate { row, decision })

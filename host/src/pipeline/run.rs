@@ -461,8 +461,8 @@ impl Stages {
         crate::rollout::patch::pin_mtimes(&base, dir.path())?;
         let (exec_host, environment) = match &self.exec {
             Some(plan) => {
-                let (host, env) = blocking(|| plan.for_rollout(&item.snapshot, dir.path()))?;
-                (Some(host), Some(env.metadata()))
+                let c = blocking(|| plan.for_rollout(&item.snapshot, dir.path()))?;
+                (Some(c.host), Some((c.log, c.env)))
             }
             None => (None, None),
         };
@@ -496,7 +496,8 @@ impl Stages {
             &blob,
         )
         .await?;
-        r.trajectory.environment = environment;
+        r.trajectory.environment =
+            environment.map(|(log, env)| crate::exec::plan::RolloutCommands::metadata(&log, &env));
         if self.mode != Mode::Rebuild {
             let row = RolloutRow {
                 id: id.clone(),

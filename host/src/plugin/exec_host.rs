@@ -31,7 +31,6 @@ pub trait ExecHost: Send {
     fn run(&mut self, request: ExecRequest) -> Result<ExecReply, String>;
 }
 
-
 /// The `exec` of a host that runs no commands: the plugin's `bash` is not listed.
 pub struct NoExec(pub String);
 

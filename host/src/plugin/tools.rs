@@ -99,7 +99,11 @@ enum Bound {
 }
 
 impl Bound {
-    fn init(&self, s: &mut Store<StoreState>, config: &str) -> wasmtime::Result<Result<(), String>> {
+    fn init(
+        &self,
+        s: &mut Store<StoreState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
         match self {
             Bound::Files(b) => b.sera_plugin_tool_provider().call_init(s, config),
             Bound::Exec(b) => b.sera_plugin_tool_provider().call_init(s, config),
@@ -204,7 +208,6 @@ impl ToolsPlugin {
     pub fn runs_commands(&self) -> bool {
         matches!(self.pre, Pre::Exec(_))
     }
-
 
     pub fn name(&self) -> &str {
         &self.name

@@ -123,8 +123,8 @@ pub async fn execute(
     let id = rollout_id(snapshot, function, spec, tools, &teacher.describe());
     let (host, environment) = match exec {
         Some(plan) => {
-            let (h, env) = super::agent::blocking(|| plan.for_rollout(snapshot, dir.path()))?;
-            (Some(h), Some(env.metadata()))
+            let c = super::agent::blocking(|| plan.for_rollout(snapshot, dir.path()))?;
+            (Some(c.host), Some((c.log, c.env)))
         }
         None => (None, None),
     };
@@ -132,7 +132,8 @@ pub async fn execute(
         .map_err(|f| anyhow::anyhow!("{f}"))?;
     let blob = |b: &str| corpus.lock().expect("corpus lock").blob(b);
     let mut rollout = run(spec, teacher, &mut session, &id, dir.path(), &base, &blob).await?;
-    rollout.trajectory.environment = environment;
+    rollout.trajectory.environment =
+        environment.map(|(log, env)| crate::exec::plan::RolloutCommands::metadata(&log, &env));
     let trajectory = serde_json::to_vec(&rollout.trajectory)?;
     let row = RolloutRow {
         id: id.clone(),

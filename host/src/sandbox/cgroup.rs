@@ -30,8 +30,8 @@ pub fn find() -> Option<PidsParent> {
     }
     for (dir, kind) in candidates {
         if kind == "cgroup v2" {
-            let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control"))
-                .unwrap_or_default();
+            let enabled =
+                std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
             if !enabled.split_whitespace().any(|c| c == "pids") {
                 continue;
             }

@@ -96,6 +96,8 @@ pub fn main(spec_json: &str) -> ! {
         Err(e) => rep.fatal(format!("the sandbox spec is not valid JSON: {e}")),
     };
     rep.best_effort = spec.best_effort.clone();
+    let skip = |l: Layer| spec.skip.contains(&l);
+    let skipped = || Err::<String, String>("skipped ($SERA_HOST_SANDBOX_SKIP)".into());
     // SAFETY: plain libc calls on this process's own state.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     set_rlimit(libc::RLIMIT_CORE, 0, 0);
@@ -107,19 +109,36 @@ pub fn main(spec_json: &str) -> ! {
         None => Err(String::new()),
     };
 
-    let userns = unshare(libc::CLONE_NEWUSER).and_then(|_| {
-        std::fs::write("/proc/self/setgroups", b"deny").map_err(|e| format!("setgroups: {e}"))?;
-        std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
-            .map_err(|e| format!("uid_map: {e}"))?;
-        std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
-            .map_err(|e| format!("gid_map: {e}"))?;
-        Ok(format!("uid 0 inside is uid {uid} outside"))
-    });
+    let userns = if skip(Layer::Userns) {
+        skipped()
+    } else {
+        unshare(libc::CLONE_NEWUSER).and_then(|_| {
+            std::fs::write("/proc/self/setgroups", b"deny")
+                .map_err(|e| format!("setgroups: {e}"))?;
+            std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
+                .map_err(|e| format!("uid_map: {e}"))?;
+            std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
+                .map_err(|e| format!("gid_map: {e}"))?;
+            Ok(format!("uid 0 inside is uid {uid} outside"))
+        })
+    };
     rep.layer(Layer::Userns, userns);
-    let netns = unshare(libc::CLONE_NEWNET).map(|_| "no interface but its own loopback".into());
+    let netns = if skip(Layer::Netns) {
+        skipped()
+    } else {
+        unshare(libc::CLONE_NEWNET).map(|_| "no interface but its own loopback".into())
+    };
     rep.layer(Layer::Netns, netns);
-    let mountns_ok = unshare(libc::CLONE_NEWNS);
-    let pidns = unshare(libc::CLONE_NEWPID).map(|_| "the command is pid 1 of its own".into());
+    let mountns_ok = if skip(Layer::Mountns) {
+        Err("skipped ($SERA_HOST_SANDBOX_SKIP)".to_string())
+    } else {
+        unshare(libc::CLONE_NEWNS)
+    };
+    let pidns = if skip(Layer::Pidns) {
+        skipped()
+    } else {
+        unshare(libc::CLONE_NEWPID).map(|_| "the command is pid 1 of its own".into())
+    };
     let pidns_ok = rep.layer(Layer::Pidns, pidns);
 
     // SAFETY: single-threaded process; the child continues with its own copy.
@@ -154,20 +173,37 @@ pub fn main(spec_json: &str) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     }
-    rep.layer(Layer::Landlock, landlock(&spec, &ws, &tmp, has_root));
+    let ll = if skip(Layer::Landlock) {
+        skipped()
+    } else {
+        landlock(&spec, &ws, &tmp, has_root)
+    };
+    rep.layer(Layer::Landlock, ll);
 
-    set_rlimit(
-        libc::RLIMIT_AS,
-        spec.address_space_bytes,
-        spec.address_space_bytes,
-    );
-    set_rlimit(libc::RLIMIT_CPU, spec.cpu_seconds, spec.cpu_seconds + 1);
-    set_rlimit(libc::RLIMIT_FSIZE, spec.file_size_bytes, spec.file_size_bytes);
-    set_rlimit(libc::RLIMIT_NOFILE, 4096, 4096);
-    let rl = check_rlimits(&spec);
+    let rl = if skip(Layer::Rlimits) {
+        skipped()
+    } else {
+        set_rlimit(
+            libc::RLIMIT_AS,
+            spec.address_space_bytes,
+            spec.address_space_bytes,
+        );
+        set_rlimit(libc::RLIMIT_CPU, spec.cpu_seconds, spec.cpu_seconds + 1);
+        set_rlimit(
+            libc::RLIMIT_FSIZE,
+            spec.file_size_bytes,
+            spec.file_size_bytes,
+        );
+        set_rlimit(libc::RLIMIT_NOFILE, 4096, 4096);
+        check_rlimits(&spec)
+    };
     rep.layer(Layer::Rlimits, rl);
     let pids = match in_cgroup {
-        Ok(where_) => Ok(format!("{} processes at most ({where_})", spec.max_processes)),
+        _ if skip(Layer::Pids) => skipped(),
+        Ok(where_) => Ok(format!(
+            "{} processes at most ({where_})",
+            spec.max_processes
+        )),
         Err(why) if uid != 0 => {
             set_rlimit(libc::RLIMIT_NPROC, spec.max_processes, spec.max_processes);
             let _ = why;
@@ -186,7 +222,12 @@ pub fn main(spec_json: &str) -> ! {
         )),
     };
     rep.layer(Layer::Pids, pids);
-    rep.layer(Layer::Seccomp, super::filters::apply_seccomp());
+    let sc = if skip(Layer::Seccomp) {
+        skipped()
+    } else {
+        super::filters::apply_seccomp()
+    };
+    rep.layer(Layer::Seccomp, sc);
 
     let bash = ["/bin/bash", "/usr/bin/bash"]
         .into_iter()
@@ -220,7 +261,8 @@ fn wait_and_exit(child: libc::pid_t) -> ! {
     loop {
         // SAFETY: waits for our own child.
         let r = unsafe { libc::waitpid(child, &mut status, 0) };
-        if r == child || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
+        if r == child
+            || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
         {
             break;
         }
@@ -388,13 +430,7 @@ fn expose(root: &Path, p: &Path, writable: bool) -> Result<(), String> {
     } else if at.symlink_metadata().is_err() {
         std::fs::write(&at, b"").map_err(|e| format!("create {}: {e}", at.display()))?;
     }
-    mount(
-        Some(p),
-        &at,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )?;
+    mount(Some(p), &at, None, libc::MS_BIND | libc::MS_REC, None)?;
     if !writable {
         mount(
             None,
@@ -424,9 +460,6 @@ fn private_root(spec: &HelperSpec) -> Result<String, String> {
         libc::MS_NOSUID | libc::MS_NODEV,
         Some("mode=0755,size=4m"),
     )?;
-    for p in &spec.read_only {
-        expose(&root, p, false)?;
-    }
     let ws = root.join("workspace");
     std::fs::create_dir_all(&ws).map_err(|e| format!("mkdir {}: {e}", ws.display()))?;
     mount(
@@ -445,6 +478,10 @@ fn private_root(spec: &HelperSpec) -> Result<String, String> {
         libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
         None,
     )?;
+    // After /tmp: read-only paths under the host's /tmp (a test cache, say) stay visible.
+    for p in &spec.read_only {
+        expose(&root, p, false)?;
+    }
     let dev = root.join("dev");
     std::fs::create_dir_all(&dev).map_err(|e| format!("mkdir {}: {e}", dev.display()))?;
     mount(

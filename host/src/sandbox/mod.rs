@@ -95,6 +95,7 @@ pub struct Sandbox {
     pids: Option<cgroup::PidsParent>,
     layers: Vec<LayerReport>,
     read_only: Vec<PathBuf>,
+    skip: Vec<Layer>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -148,12 +149,22 @@ impl Sandbox {
     fn unchecked(helper: PathBuf, config: SandboxConfig) -> Sandbox {
         let mut read_only: Vec<PathBuf> = SYSTEM_PATHS.iter().map(PathBuf::from).collect();
         read_only.extend(config.extra_read_only.iter().cloned());
+        let skip: Vec<Layer> = std::env::var("SERA_HOST_SANDBOX_SKIP")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|l| Layer::parse(l.trim()))
+            .collect();
         Sandbox {
             helper,
-            pids: cgroup::find(),
+            pids: if skip.contains(&Layer::Pids) {
+                None
+            } else {
+                cgroup::find()
+            },
             config,
             layers: Vec::new(),
             read_only,
+            skip,
         }
     }
 
@@ -194,7 +205,12 @@ impl Sandbox {
 
     /// Runs one command in `workspace` (seen at /workspace). `Err` means the sandbox itself
     /// failed (the command did not run); everything the command does is in the outcome.
-    pub fn run(&self, workspace: &Path, command: &str, timeout: Option<Duration>) -> Result<ExecOutcome> {
+    pub fn run(
+        &self,
+        workspace: &Path,
+        command: &str,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutcome> {
         let timeout = timeout.unwrap_or(self.config.timeout);
         let (outcome, _) = self.spawn(workspace, command, timeout, &self.config.allow_weaker)?;
         Ok(outcome)
@@ -208,8 +224,15 @@ impl Sandbox {
             .map(|p| p.display().to_string())
             .collect();
         path.extend(
-            ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-                .map(String::from),
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(String::from),
         );
         let mut env = vec![
             ("PATH".to_string(), path.join(":")),
@@ -265,6 +288,7 @@ impl Sandbox {
             max_processes: self.config.max_processes,
             cgroup_procs: cg.as_ref().map(|c| c.procs()),
             best_effort: best_effort.to_vec(),
+            skip: self.skip.clone(),
         };
         let (out_r, out_w) = pipe()?;
         let (rep_r, rep_w) = pipe()?;
@@ -287,9 +311,9 @@ impl Sandbox {
             });
         }
         let start = Instant::now();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start the sandbox helper {}", self.helper.display()))?;
+        let mut child = cmd.spawn().with_context(|| {
+            format!("cannot start the sandbox helper {}", self.helper.display())
+        })?;
         drop(cmd);
         drop(rep_w);
         let pgid = child.id() as i32;
@@ -325,7 +349,10 @@ impl Sandbox {
         {
             bail!("sandbox layer {} failed: {}", l.layer, l.detail);
         }
-        if !timed_out && status.code() == Some(helper::SETUP_FAILED) && layers.len() < ALL_LAYERS.len() {
+        if !timed_out
+            && status.code() == Some(helper::SETUP_FAILED)
+            && layers.len() < ALL_LAYERS.len()
+        {
             bail!(
                 "the sandbox helper stopped before running the command (exit {}): {}",
                 helper::SETUP_FAILED,
@@ -395,7 +422,9 @@ fn collect(
             break;
         }
         let wait_ms = if exited {
-            grace_until.map_or(0, |g| g.saturating_duration_since(now).as_millis() as i32 + 1)
+            grace_until.map_or(0, |g| {
+                g.saturating_duration_since(now).as_millis() as i32 + 1
+            })
         } else if timed_out {
             100
         } else {

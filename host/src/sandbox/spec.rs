@@ -86,6 +86,10 @@ pub struct HelperSpec {
     pub cgroup_procs: Option<PathBuf>,
     /// Layers that may be missing: their setup failing is reported, not fatal.
     pub best_effort: Vec<Layer>,
+    /// Layers not to set up at all ($SERA_HOST_SANDBOX_SKIP: to see how a machine without
+    /// them behaves); reported as missing.
+    #[serde(default)]
+    pub skip: Vec<Layer>,
 }
 
 /// What the helper reports on its report pipe, one JSON object per line.

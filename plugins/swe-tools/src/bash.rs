@@ -66,7 +66,9 @@ pub fn observation(r: &Ran) -> String {
     if r.output.is_empty() && r.dropped_bytes == 0 {
         return match r.exit_code {
             Some(0) | None => NO_OUTPUT.to_string(),
-            Some(code) => format!("Your command failed with exit code {code} and did not produce any output."),
+            Some(code) => {
+                format!("Your command failed with exit code {code} and did not produce any output.")
+            }
         };
     }
     cut(r.output, r.dropped_bytes)
@@ -123,10 +125,14 @@ mod tests {
 
     #[test]
     fn long_output_is_cut_in_the_middle_with_a_note() {
-        let long = "x".repeat(MAX_OBSERVATION_CHARS + 10);
+        let long = "q".repeat(MAX_OBSERVATION_CHARS + 10);
         let o = observation(&ran("yes", &long));
-        assert!(o.contains("10 characters were elided"), "{}", &o[49_990..50_200]);
-        assert_eq!(o.matches('x').count(), MAX_OBSERVATION_CHARS);
+        assert!(
+            o.contains("10 characters were elided"),
+            "{}",
+            &o[49_990..50_200]
+        );
+        assert_eq!(o.matches('q').count(), MAX_OBSERVATION_CHARS);
         let mut r = ran("cat big", "abc");
         r.dropped_bytes = 5000;
         assert!(observation(&r).contains("5000 characters were elided"));
