@@ -108,13 +108,17 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// The helper: this very binary (`sera-host __sandbox-exec`), unless `$SERA_HOST_SANDBOX_HELPER`
-/// names another `sera-host` (library users whose binary is not sera-host).
+/// The helper: `$SERA_HOST_SANDBOX_HELPER` when set; else `sera-sandbox` next to this program
+/// (small, so a command costs less to start); else this very program (`sera-host
+/// __sandbox-exec`).
 pub fn default_helper() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("SERA_HOST_SANDBOX_HELPER") {
         return Ok(p.into());
     }
-    std::env::current_exe().context("cannot find this program to re-execute as the sandbox helper")
+    let me = std::env::current_exe()
+        .context("cannot find this program to re-execute as the sandbox helper")?;
+    let small = me.with_file_name("sera-sandbox");
+    Ok(if small.is_file() { small } else { me })
 }
 
 impl Sandbox {
