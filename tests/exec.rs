@@ -6,8 +6,10 @@
 
 mod common;
 
+use common::{files, ok};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -55,17 +57,6 @@ fn pipeline_in(dir: &Path, edit: &dyn Fn(&str) -> String) -> PathBuf {
     p
 }
 
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{text}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 fn rows(out: &Path) -> Vec<Value> {
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
@@ -78,22 +69,6 @@ fn rows(out: &Path) -> Vec<Value> {
         }
     }
     rows
-}
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// (the bash command, its observation) of every `bash` call in a row.

@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::{files, ok};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -48,35 +50,8 @@ fn pipeline_in(dir: &Path, extra: &str) -> PathBuf {
     p
 }
 
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{text}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 fn run(p: &Path, args: &[&str]) -> String {
     ok(bin().arg("run").arg(p).args(args).output().unwrap())
-}
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn sha(b: &[u8]) -> String {

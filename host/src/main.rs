@@ -14,13 +14,6 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     // The command sandbox re-executes this binary; that process must not parse a command line.
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "__sandbox-exec") {
-        let spec = args
-            .next()
-            .and_then(|s| s.into_string().ok())
-            .unwrap_or_default();
-        sera_host::sandbox::helper::main(&spec);
-    }
+    sera_host::sandbox::helper::run_if_requested();
     sera_host::cli::main()
 }

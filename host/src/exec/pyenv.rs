@@ -90,8 +90,13 @@ pub fn find_uv() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The interpreter's identity in environment ids and exec keys.
+/// The interpreter's identity in environment ids and exec keys (asked once per process).
 pub fn interpreter_id() -> String {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(ask_interpreter_id).clone()
+}
+
+fn ask_interpreter_id() -> String {
     match host_python() {
         Some((exe, prefix)) => {
             let version = prefix

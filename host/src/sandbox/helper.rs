@@ -76,6 +76,19 @@ fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| CString::new("/nonexistent").unwrap())
 }
 
+/// Becomes the helper (never returns) when this process was started as `PROGRAM __sandbox-exec
+/// SPEC`; returns otherwise. Called first thing by both binaries that can be the helper.
+pub fn run_if_requested() {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "__sandbox-exec") {
+        let spec = args
+            .next()
+            .and_then(|s| s.into_string().ok())
+            .unwrap_or_default();
+        main(&spec);
+    }
+}
+
 /// The entry point of `sera-host __sandbox-exec`. Never returns.
 pub fn main(spec_json: &str) -> ! {
     // SAFETY: fd 3 is the report pipe the host placed there; if it is not open, fcntl fails
