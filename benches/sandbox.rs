@@ -1,13 +1,33 @@
 //! Per-command cost of the sandbox over a plain spawn, side by side in one run: `bash -c true`
-//! spawned plainly (stdout/stderr captured) against the same through `Sandbox::run` (helper
-//! re-exec, namespaces, private root, Landlock, seccomp, rlimits, pids cgroup, output capture).
-//! Run: cargo bench -p sera-host --bench sandbox [-- N]
+//! spawned plainly (stdout/stderr captured, the same environment as a sandboxed command: its
+//! C.UTF-8 locale alone costs bash ~1 ms to load) against the same through `Sandbox::run`
+//! (zygote fork, namespaces, private root, Landlock, seccomp, rlimits, pids cgroup, output
+//! capture), with the median time of each setup step.
+//!
+//! 2. Rollouts with commands against rollouts without: 64 in flight over the real HTTP client
+//!    against a loopback OpenAI endpoint answering after 100 ms (the scripted policy, which with
+//!    `bash` runs a `python3 -c` reproduction before and after its edit: two more teacher turns
+//!    per rollout), on the CPython `email` package. Reported: rollouts/s and steps/s of each and
+//!    their ratios. Steps/s is the like-for-like one (each step waits one teacher turn either
+//!    way); rollouts/s also pays for the two extra turns the policy spends on its commands.
+//!
+//! Run: cargo bench -p sera-host --bench sandbox [-- N] (N runs of part 1, default 300;
+//! SERA_BENCH_EXEC_ROUNDS rounds of part 2, default 3; 0 skips it)
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sera_host::corpus::{ingest, Corpus, IngestOptions, Source};
+use sera_host::exec::plan::{EnvMode, ExecPlan};
+use sera_host::plugin::{Limits, PluginEngine, PluginSource, ToolsPlugin};
+use sera_host::rollout::job::{find_function, function_vars, workspace_root};
+use sera_host::rollout::patch::pin_mtimes;
+use sera_host::rollout::{run, Outcome, RolloutSpec};
 use sera_host::sandbox::{Layer, Sandbox, SandboxConfig};
+use sera_host::teacher::serve::LoopbackTeacher;
+use sera_host::teacher::{OpenAiTeacher, RetryPolicy, Teacher};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -32,12 +52,16 @@ fn main() {
     };
     let sandbox = Sandbox::new(helper, config).expect("the sandbox here");
     let ws = tempfile::tempdir().unwrap();
+    let env = sandbox.env();
     let (mut plain, mut boxed) = (Vec::new(), Vec::new());
+    let mut phases: Vec<(String, Vec<Duration>)> = Vec::new();
     // Interleaved, so that noise from the shared machine hits both alike.
     for _ in 0..n {
         let t = Instant::now();
         let out = Command::new("/bin/bash")
             .args(["-c", "true"])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(ws.path())
             .output()
             .unwrap();
@@ -47,18 +71,194 @@ fn main() {
         let out = sandbox.run(ws.path(), "true", None).unwrap();
         assert_eq!(out.exit_code, Some(0));
         boxed.push(t.elapsed());
+        for (i, (name, at)) in out.phases.into_iter().enumerate() {
+            if phases.len() <= i {
+                phases.push((name, Vec::new()));
+            }
+            phases[i].1.push(at);
+        }
     }
+    drop(sandbox);
     let (p, b) = (median(plain), median(boxed));
+    println!("sandbox setup, median time after the spawn began:");
+    let mut prev = Duration::ZERO;
+    for (name, at) in phases {
+        let m = median(at);
+        println!(
+            "  {name:<10} {:>6.2} ms  (+{:.2})",
+            m.as_secs_f64() * 1e3,
+            m.saturating_sub(prev).as_secs_f64() * 1e3
+        );
+        prev = m;
+    }
     println!(
-        "plain spawn (bash -c true):      median {:.2} ms",
+        "plain spawn (bash -c true, same env): median {:.2} ms",
         p.as_secs_f64() * 1e3
     );
     println!(
-        "sandboxed (every layer):         median {:.2} ms",
+        "sandboxed (every layer):           median {:.2} ms",
         b.as_secs_f64() * 1e3
     );
     println!(
-        "sandbox overhead per command:    {:.2} ms ({n} runs each, interleaved)",
+        "sandbox overhead per command:      {:.2} ms ({n} runs each, interleaved)",
         (b.as_secs_f64() - p.as_secs_f64()) * 1e3
+    );
+    part2();
+}
+
+fn email_package() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, email; print(os.path.dirname(email.__file__))",
+        ])
+        .output()
+        .expect("python3");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Part 2: (rollouts/s, steps/s, commands run) of `rounds` rounds of 64 rollouts in flight.
+fn in_flight(rounds: usize, with_exec: bool) -> (f64, f64, u64) {
+    let in_flight = 64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = Corpus::open(&dir.path().join("bench.sqlite")).unwrap();
+    let snap = ingest(
+        &corpus,
+        &Source::Dir(email_package()),
+        &IngestOptions::default(),
+    )
+    .unwrap()
+    .snapshot;
+    let f = find_function(&corpus, &snap, "formataddr", None).unwrap();
+    let corpus = Arc::new(Mutex::new(corpus));
+    let plan = with_exec.then(|| {
+        ExecPlan::new(
+            SandboxConfig {
+                timeout: Duration::from_secs(60),
+                ..SandboxConfig::default()
+            },
+            EnvMode::Bare,
+            true,
+            corpus.clone(),
+        )
+        .expect("the sandbox here")
+    });
+    let engine = PluginEngine::with_default_cache().unwrap();
+    let loaded = engine
+        .load(&PluginSource::parse("builtin:swe-tools").unwrap())
+        .unwrap();
+    let tools = ToolsPlugin::new(&engine, &loaded, "{}", Limits::default()).unwrap();
+    let spec = Arc::new(RolloutSpec::new("scripted", function_vars(&f)));
+    let latency = Duration::from_millis(100);
+    let (_server, teacher) = rt.block_on(async {
+        let server = LoopbackTeacher::start(Vec::new(), latency).await.unwrap();
+        let retry = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let t = OpenAiTeacher::new(
+            &server.url(),
+            None,
+            in_flight,
+            Duration::from_secs(60),
+            retry,
+        )
+        .unwrap();
+        (server, Arc::new(t))
+    });
+    let (mut rollouts, mut steps, mut wall, mut commands) = (0usize, 0u64, 0.0f64, 0u64);
+    // The first round warms connections and Tokio's blocking pool; it is not counted.
+    for round in 0..=rounds {
+        let mut jobs = Vec::new();
+        for _ in 0..in_flight {
+            let ws = tempfile::tempdir_in(workspace_root()).unwrap();
+            let base = {
+                let c = corpus.lock().unwrap();
+                c.export(&snap, ws.path()).unwrap();
+                c.entries(&snap).unwrap()
+            };
+            pin_mtimes(&base, ws.path()).unwrap();
+            let host = plan
+                .as_ref()
+                .map(|p| p.for_rollout(&snap, ws.path()).unwrap().host);
+            let session = tools.open_with("bench", ws.path(), host).unwrap();
+            jobs.push((ws, base, session));
+        }
+        let t = Instant::now();
+        let (n, ran, _kept) = rt.block_on(async {
+            let mut handles = Vec::new();
+            for (ws, base, mut session) in jobs {
+                let (teacher, spec, corpus) = (teacher.clone(), spec.clone(), corpus.clone());
+                handles.push(tokio::spawn(async move {
+                    let blob = |b: &str| corpus.lock().unwrap().blob(b);
+                    let teacher: &dyn Teacher = teacher.as_ref();
+                    let r = run(
+                        &spec,
+                        teacher,
+                        &mut session,
+                        "bench",
+                        ws.path(),
+                        &base,
+                        &blob,
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
+                    let messages = serde_json::to_value(&r.trajectory.messages).unwrap();
+                    let bash = messages
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(|m| m["tool_calls"].as_array())
+                        .flatten()
+                        .filter(|c| c["function"]["name"] == "bash")
+                        .count() as u64;
+                    (r.steps, bash, ws)
+                }));
+            }
+            let (mut n, mut ran, mut kept) = (0u64, 0u64, Vec::new());
+            for h in handles {
+                let (s, b, ws) = h.await.unwrap();
+                n += u64::from(s);
+                ran += b;
+                kept.push(ws);
+            }
+            (n, ran, kept)
+        });
+        if round > 0 {
+            wall += t.elapsed().as_secs_f64();
+            rollouts += in_flight;
+            steps += n;
+            commands += ran;
+        }
+    }
+    (rollouts as f64 / wall, steps as f64 / wall, commands)
+}
+
+fn part2() {
+    let rounds: usize = std::env::var("SERA_BENCH_EXEC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    if rounds == 0 {
+        return;
+    }
+    let (r0, s0, _) = in_flight(rounds, false);
+    let (r1, s1, c1) = in_flight(rounds, true);
+    println!(
+        "64 rollouts in flight, 100 ms teacher, no commands:   {r0:.1} rollouts/s, {s0:.0} steps/s"
+    );
+    println!(
+        "64 rollouts in flight, 100 ms teacher, with commands: {r1:.1} rollouts/s, {s1:.0} steps/s ({c1} bash calls in {rounds} rounds)"
+    );
+    println!(
+        "with/without commands: steps/s {:.0}% (target >= 80%), rollouts/s {:.0}% (two more teacher turns per rollout)",
+        100.0 * s1 / s0,
+        100.0 * r1 / r0
     );
 }

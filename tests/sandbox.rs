@@ -461,3 +461,148 @@ fn as_a_non_root_user_every_layer_holds_too() {
     assert_eq!(code, Some(0));
     assert_eq!(out, "hi\n0\n");
 }
+
+#[test]
+fn a_command_starts_with_default_signals_so_a_broken_pipe_ends_quietly() {
+    let ws = workspace();
+    // The helpers are Rust programs, which ignore SIGPIPE; bash must not inherit that.
+    let (v, code, _) = run_in(ws.path(), &[], "trap -p; yes | head -2; echo done");
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["output"], "y\ny\ndone\n", "{v}");
+}
+
+fn library_sandbox() -> sera_host::sandbox::Sandbox {
+    sera_host::sandbox::Sandbox::new(
+        PathBuf::from(env!("CARGO_BIN_EXE_sera-sandbox")),
+        sera_host::sandbox::SandboxConfig::default(),
+    )
+    .expect("every layer here")
+}
+
+/// The zygotes that are children of this test process.
+fn my_zygotes() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .unwrap_or("");
+        if ppid == me && String::from_utf8_lossy(&cmdline).contains("__sandbox-zygote") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_killed_helper_is_restarted_and_fails_no_later_command() {
+    let sandbox = library_sandbox();
+    let ws = workspace();
+    let first = sandbox.run(ws.path(), "echo one", None).unwrap();
+    assert_eq!(first.output, b"one\n");
+    let zygotes = my_zygotes();
+    assert!(
+        !zygotes.is_empty(),
+        "no zygote found among this process's children"
+    );
+    for z in &zygotes {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(*z, libc::SIGKILL) };
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let second = sandbox.run(ws.path(), "echo two", None).unwrap();
+    assert_eq!(second.output, b"two\n");
+    assert_eq!(second.exit_code, Some(0));
+}
+
+#[test]
+fn concurrent_commands_through_one_helper_keep_their_own_output_status_and_tmp() {
+    let sandbox = std::sync::Arc::new(library_sandbox());
+    let ws = workspace();
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let (sandbox, ws) = (sandbox.clone(), ws.path().to_path_buf());
+            std::thread::spawn(move || {
+                // Each writes a file to its /tmp and sleeps a little, so that they overlap;
+                // another command's file must never be visible.
+                let cmd = format!(
+                    "echo {i} > /tmp/mine; sleep 0.{}; ls /tmp; cat /tmp/mine; exit {}",
+                    i % 3,
+                    i % 7
+                );
+                let out = sandbox.run(&ws, &cmd, None).unwrap();
+                (i, out)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (i, out) = t.join().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.output),
+            format!("mine\n{i}\n"),
+            "command {i}"
+        );
+        assert_eq!(out.exit_code, Some(i % 7), "command {i}");
+    }
+}
+
+#[test]
+fn the_helper_ends_with_the_host() {
+    // A host process that starts a sandbox, runs a long command and is killed: the zygote and
+    // the command must be gone soon after.
+    let ws = workspace();
+    let marker = format!("sleep 4{}", std::process::id() % 1000);
+    let mut host = Command::new(bin())
+        .args(["sandbox", "run", "--timeout-s", "60", "--workspace"])
+        .arg(ws.path())
+        .arg("--")
+        .arg(format!("{marker}; echo never"))
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while processes_with(&marker).is_empty() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !processes_with(&marker).is_empty(),
+        "the command never started"
+    );
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let start = Instant::now();
+    while !processes_with(&marker).is_empty() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        processes_with(&marker).is_empty(),
+        "the command outlived its host"
+    );
+}
+
+#[test]
+fn a_program_that_is_not_a_helper_is_refused_not_left_running() {
+    let ws = workspace();
+    let out = Command::new(bin())
+        .env("SERA_HOST_SANDBOX_HELPER", "/usr/bin/yes")
+        .args(["sandbox", "run", "--workspace"])
+        .arg(ws.path())
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("/usr/bin/yes is not a working sandbox helper"),
+        "{err}"
+    );
+    assert!(processes_with("__sandbox-zygote {")
+        .iter()
+        .all(|p| !p.contains("yes")));
+}

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Where this process may make child cgroups with a pids limit.
@@ -59,6 +60,7 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 
 impl PidsParent {
     pub fn create(&self, max: u64) -> std::io::Result<PidsCgroup> {
+        PidsCgroup::sweep();
         let dir = self.dir.join(format!(
             "sera-{}-{}",
             std::process::id(),
@@ -76,34 +78,57 @@ impl PidsCgroup {
         self.dir.join("cgroup.procs")
     }
 
-    /// Kills whatever is still in it (the command's namespace is already gone in practice).
+    /// Kills whatever is still in it (with a pid namespace, only the helper that reported the
+    /// status is left, on its way out).
     pub fn kill_all(&self) {
-        for _ in 0..3 {
-            let Ok(list) = std::fs::read_to_string(self.procs()) else {
-                return;
-            };
-            let pids: Vec<i32> = list.lines().filter_map(|l| l.trim().parse().ok()).collect();
-            if pids.is_empty() {
-                return;
+        let Ok(list) = std::fs::read_to_string(self.procs()) else {
+            return;
+        };
+        for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: a signal to a process of this command's own cgroup.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
             }
-            for pid in pids {
-                // SAFETY: a signal to a process of this command's own cgroup.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
+        }
+    }
+}
+
+/// Cgroups whose last process (the command's helper, tearing its namespaces down after it
+/// reported the status) had not left yet when their call returned; removed by a later call or
+/// at exit of the sandbox.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+impl PidsCgroup {
+    fn remove(dir: &Path) -> bool {
+        std::fs::remove_dir(dir).is_ok() || !dir.exists()
+    }
+
+    /// Removes the cgroups of earlier calls that have emptied since.
+    pub fn sweep() {
+        let mut pending = PENDING.lock().expect("cgroup list");
+        pending.retain(|d| !PidsCgroup::remove(d));
+    }
+
+    /// Waits (up to 2 s each) for every pending cgroup to empty, and removes it.
+    pub fn sweep_all() {
+        let pending = std::mem::take(&mut *PENDING.lock().expect("cgroup list"));
+        for dir in pending {
+            let cg = PidsCgroup { dir };
+            let start = Instant::now();
+            while !PidsCgroup::remove(&cg.dir) && start.elapsed() < Duration::from_secs(2) {
+                cg.kill_all();
+                std::thread::sleep(Duration::from_micros(200));
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::mem::forget(cg);
         }
     }
 }
 
 impl Drop for PidsCgroup {
     fn drop(&mut self) {
-        let start = Instant::now();
-        // Killed processes leave the cgroup a moment after their parent sees them exit.
-        while std::fs::remove_dir(&self.dir).is_err() && start.elapsed() < Duration::from_secs(2) {
+        if !PidsCgroup::remove(&self.dir) {
             self.kill_all();
-            std::thread::sleep(Duration::from_micros(200));
+            PENDING.lock().expect("cgroup list").push(self.dir.clone());
         }
     }
 }

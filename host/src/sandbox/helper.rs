@@ -1,24 +1,24 @@
-//! The sandbox helper: `sera-host __sandbox-exec SPEC` is what the host re-executes for every
-//! command. It joins the call's pids cgroup, enters new user, network, mount and pid
-//! namespaces, forks the namespace's first process, and that process builds a private root
-//! (system read-only, /workspace, a private /tmp), applies Landlock, rlimits and seccomp, and
-//! becomes `/bin/bash -c COMMAND`. When bash (pid 1 of its namespace) exits, the kernel kills
-//! everything it left behind.
+//! One command's sandbox, set up in the process the [zygote](super::zygote) forked for it: it
+//! joins the call's pids cgroup, enters its own user namespace (a child of the zygote's), a
+//! network namespace (the zygote's, or its own), new mount and pid namespaces, forks the
+//! namespace's first process, and that process builds a private root (system read-only,
+//! /workspace, a private /tmp), applies Landlock, rlimits and seccomp, and becomes `/bin/bash
+//! -c COMMAND`. When bash (pid 1 of its namespace) exits, the kernel kills everything it left
+//! behind.
 //!
-//! It runs in a fresh single-threaded process, so it may allocate between `fork` and `exec`.
-//! Each layer's result goes to the report pipe (fd 3) as one JSON line; a layer that fails and
-//! is not best-effort ends the call before any command runs.
+//! It runs in a single-threaded process, so it may allocate between `fork` and `exec`. Each
+//! layer's result goes to the report pipe as one JSON line; a layer that fails and is not
+//! best-effort ends the call before any command runs.
 
 use std::ffi::CString;
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::FromRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use super::spec::{HelperSpec, Layer, LayerReport};
-
-/// The report pipe's descriptor in the helper (the host `dup2`s it there).
-pub const REPORT_FD: i32 = 3;
+use super::zygote::Inherited;
 /// Exit code of a helper whose setup failed (the report says why).
 pub const SETUP_FAILED: i32 = 125;
 
@@ -27,7 +27,25 @@ pub const SETUP_FAILED: i32 = 125;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Report {
     Layer(LayerReport),
-    Fatal { message: String },
+    /// A point of the setup, at CLOCK_MONOTONIC microseconds (the bench's per-phase costs).
+    Mark {
+        name: String,
+        at_us: u64,
+    },
+    Fatal {
+        message: String,
+    },
+}
+
+/// CLOCK_MONOTONIC in microseconds: the host and the helper read the same clock.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 struct Reporter {
@@ -54,11 +72,19 @@ impl Reporter {
         let ok = result.is_ok();
         let detail = result.unwrap_or_else(|e| e);
         self.send(&Report::Layer(LayerReport { layer, ok, detail }));
+        self.mark(layer.name());
         if !ok && !self.best_effort.contains(&layer) {
             // SAFETY: ends this process; nothing of it needs cleaning up.
             unsafe { libc::_exit(SETUP_FAILED) };
         }
         ok
+    }
+
+    fn mark(&mut self, name: &str) {
+        self.send(&Report::Mark {
+            name: name.to_string(),
+            at_us: monotonic_us(),
+        });
     }
 
     fn fatal(&mut self, message: String) -> ! {
@@ -76,70 +102,103 @@ fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| CString::new("/nonexistent").unwrap())
 }
 
-/// Becomes the helper (never returns) when this process was started as `PROGRAM __sandbox-exec
-/// SPEC`; returns otherwise. Called first thing by both binaries that can be the helper.
+/// Becomes the sandbox's zygote (never returns) when this process was started as `PROGRAM
+/// __sandbox-zygote CONFIG`; returns otherwise. Called first thing by both binaries that can be
+/// the helper.
 pub fn run_if_requested() {
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "__sandbox-exec") {
-        let spec = args
+    if args.nth(1).is_some_and(|a| a == "__sandbox-zygote") {
+        let config = args
             .next()
             .and_then(|s| s.into_string().ok())
             .unwrap_or_default();
-        main(&spec);
+        super::zygote::serve(&config);
     }
 }
 
-/// The entry point of `sera-host __sandbox-exec`. Never returns.
-pub fn main(spec_json: &str) -> ! {
-    // SAFETY: fd 3 is the report pipe the host placed there; if it is not open, fcntl fails
-    // and reports go to stderr instead.
-    let pipe = unsafe {
-        if libc::fcntl(REPORT_FD, libc::F_SETFD, libc::FD_CLOEXEC) == 0 {
-            Some(std::fs::File::from_raw_fd(REPORT_FD))
-        } else {
-            None
+/// Enters a new user namespace where uid and gid 0 are `uid` and `gid` outside.
+pub(crate) fn enter_userns(uid: libc::uid_t, gid: libc::gid_t) -> Result<String, String> {
+    unshare(libc::CLONE_NEWUSER)?;
+    std::fs::write("/proc/self/setgroups", b"deny").map_err(|e| format!("setgroups: {e}"))?;
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
+        .map_err(|e| format!("uid_map: {e}"))?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
+        .map_err(|e| format!("gid_map: {e}"))?;
+    Ok(format!("uid 0 inside is uid {uid} outside"))
+}
+
+/// One command, in the process the zygote forked for it. Never returns.
+pub(crate) fn command_main(
+    inherited: &Inherited,
+    request: UnixStream,
+    out: OwnedFd,
+    report: OwnedFd,
+) -> ! {
+    // SAFETY: plain libc calls on this process's own state; the zygote is our parent and
+    // single-threaded, so nothing else runs between its fork and these.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::setpgid(0, 0);
+        libc::dup2(out.as_raw_fd(), 1);
+        libc::dup2(out.as_raw_fd(), 2);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
         }
-    };
+    }
+    drop(out);
     let mut rep = Reporter {
-        pipe,
+        pipe: Some(std::fs::File::from(report)),
         best_effort: Vec::new(),
     };
-    let spec: HelperSpec = match serde_json::from_str(spec_json) {
+    let spec_json = match super::zygote::read_spec(&request) {
+        Ok(s) => s,
+        Err(e) => rep.fatal(format!("cannot read the command's spec: {e}")),
+    };
+    let spec: HelperSpec = match serde_json::from_slice(&spec_json) {
         Ok(s) => s,
         Err(e) => rep.fatal(format!("the sandbox spec is not valid JSON: {e}")),
     };
+    rep.mark("start");
     rep.best_effort = spec.best_effort.clone();
     let skip = |l: Layer| spec.skip.contains(&l);
     let skipped = || Err::<String, String>("skipped ($SERA_HOST_SANDBOX_SKIP)".into());
-    // SAFETY: plain libc calls on this process's own state.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     set_rlimit(libc::RLIMIT_CORE, 0, 0);
 
+    // Before this command's own user namespace: joining needs the zygote's credentials.
     let in_cgroup = match &spec.cgroup_procs {
         Some(procs) => std::fs::write(procs, b"0")
             .map(|_| format!("cgroup {}", procs.parent().unwrap_or(procs).display()))
             .map_err(|e| format!("cannot join the pids cgroup {}: {e}", procs.display())),
         None => Err(String::new()),
     };
+    rep.mark("cgroup");
 
-    let userns = if skip(Layer::Userns) {
-        skipped()
-    } else {
-        unshare(libc::CLONE_NEWUSER).and_then(|_| {
-            std::fs::write("/proc/self/setgroups", b"deny")
-                .map_err(|e| format!("setgroups: {e}"))?;
-            std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
-                .map_err(|e| format!("uid_map: {e}"))?;
-            std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
-                .map_err(|e| format!("gid_map: {e}"))?;
-            Ok(format!("uid 0 inside is uid {uid} outside"))
-        })
+    // Its own user namespace (the process count of RLIMIT_NPROC is per user namespace), a child
+    // of the zygote's, which therefore keeps owning the shared network namespace.
+    let userns = match &inherited.userns {
+        _ if skip(Layer::Userns) => skipped(),
+        Err(e) => Err(e.clone()),
+        // SAFETY: plain libc calls.
+        Ok(outer) => enter_userns(0, 0)
+            .map(|_| format!("{outer}; each command in its own (nested) namespace")),
     };
+    let own_userns = userns.is_ok();
     rep.layer(Layer::Userns, userns);
     let netns = if skip(Layer::Netns) {
         skipped()
+    } else if inherited.shares_netns(&spec.skip) && own_userns {
+        Ok(inherited
+            .netns
+            .clone()
+            .map(|d| {
+                format!("{d}, shared by this sandbox's commands, which cannot configure it; abstract sockets scoped by Landlock")
+            })
+            .unwrap_or_default())
     } else {
-        unshare(libc::CLONE_NEWNET).map(|_| "no interface but its own loopback".into())
+        unshare(libc::CLONE_NEWNET)
+            .map(|_| "its own: no interface but a loopback that is down".into())
     };
     rep.layer(Layer::Netns, netns);
     let mountns_ok = if skip(Layer::Mountns) {
@@ -160,15 +219,19 @@ pub fn main(spec_json: &str) -> ! {
         rep.fatal(format!("fork: {}", errno()));
     }
     if child > 0 {
-        wait_and_exit(child);
+        wait_and_exit(child, &mut rep, &request);
     }
     // SAFETY: plain libc calls; the parent is this helper, which waits for us.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
+    rep.mark("fork");
     let _ = pidns_ok;
 
-    let mounted = mountns_ok.and_then(|_| private_root(&spec));
+    let mounted = mountns_ok.and_then(|_| match &inherited.template {
+        Ok((root, what)) => enter_root(&spec, root, what),
+        Err(e) => Err(e.clone()),
+    });
     let has_root = mounted.is_ok();
     rep.layer(Layer::Mountns, mounted);
     if !has_root {
@@ -180,7 +243,7 @@ pub fn main(spec_json: &str) -> ! {
     let (ws, tmp) = if has_root {
         (PathBuf::from("/workspace"), PathBuf::from("/tmp"))
     } else {
-        (spec.workspace.clone(), spec.scratch.join("tmp"))
+        (spec.workspace.clone(), spec.tmp.clone())
     };
     // SAFETY: sets a flag of this process.
     unsafe {
@@ -217,12 +280,12 @@ pub fn main(spec_json: &str) -> ! {
             "{} processes at most ({where_})",
             spec.max_processes
         )),
-        Err(why) if uid != 0 => {
+        Err(why) if inherited.host_uid != 0 => {
             set_rlimit(libc::RLIMIT_NPROC, spec.max_processes, spec.max_processes);
             let _ = why;
             Ok(format!(
-                "RLIMIT_NPROC {} (uid {uid}, counted in this user namespace)",
-                spec.max_processes
+                "RLIMIT_NPROC {} (uid {}, counted in this command's user namespace)",
+                spec.max_processes, inherited.host_uid
             ))
         }
         Err(why) => Err(format!(
@@ -238,7 +301,10 @@ pub fn main(spec_json: &str) -> ! {
     let sc = if skip(Layer::Seccomp) {
         skipped()
     } else {
-        super::filters::apply_seccomp()
+        match &inherited.seccomp {
+            Ok(program) => super::filters::apply_seccomp(program),
+            Err(e) => Err(e.clone()),
+        }
     };
     rep.layer(Layer::Seccomp, sc);
 
@@ -261,6 +327,8 @@ pub fn main(spec_json: &str) -> ! {
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_p.push(std::ptr::null());
     let prog = CString::new(bash).unwrap();
+    reset_signals();
+    rep.mark("exec");
     // SAFETY: NUL-terminated argument and environment arrays of live CStrings.
     unsafe {
         libc::execve(prog.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
@@ -268,8 +336,34 @@ pub fn main(spec_json: &str) -> ! {
     rep.fatal(format!("cannot run {bash}: {}", errno()))
 }
 
+/// The command starts with every signal at its default and none blocked, whatever the helper
+/// inherited (a Rust program ignores SIGPIPE, and ignored signals survive `execve`).
+fn reset_signals() {
+    // SAFETY: plain libc calls on this process's own signal state, just before execve.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
 /// The helper's part once the namespace's first process runs: wait, then end the way it did.
-fn wait_and_exit(child: libc::pid_t) -> ! {
+fn wait_and_exit(child: libc::pid_t, rep: &mut Reporter, request: &UnixStream) -> ! {
+    // The output pipe is the command's alone: its end of file must not wait for this process.
+    // SAFETY: replaces this process's own stdout and stderr.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+        if null >= 0 {
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+            libc::close(null);
+        }
+    }
     let mut status = 0;
     loop {
         // SAFETY: waits for our own child.
@@ -280,6 +374,12 @@ fn wait_and_exit(child: libc::pid_t) -> ! {
             break;
         }
     }
+    rep.mark("reaped");
+    // The command and everything it started are gone (the pid namespace ended with its pid 1):
+    // the host may go on now, without waiting for this process's namespaces to be torn down.
+    let mut line = serde_json::to_vec(&super::zygote::Answer::Status(status)).unwrap_or_default();
+    line.push(b'\n');
+    let _ = (&*request).write_all(&line);
     // SAFETY: plain libc calls that end this process.
     unsafe {
         if libc::WIFEXITED(status) {
@@ -299,7 +399,7 @@ fn wait_and_exit(child: libc::pid_t) -> ! {
     }
 }
 
-fn unshare(flag: libc::c_int) -> Result<(), String> {
+pub(crate) fn unshare(flag: libc::c_int) -> Result<(), String> {
     // SAFETY: a plain system call on this process.
     if unsafe { libc::unshare(flag) } == 0 {
         Ok(())
@@ -421,10 +521,10 @@ fn inside(root: &Path, p: &Path) -> PathBuf {
 }
 
 /// Makes `p` (a host path) visible at the same path under `root`: a symlink as a symlink, a
-/// directory or file as a read-only bind mount. Missing paths are skipped.
-fn expose(root: &Path, p: &Path, writable: bool) -> Result<(), String> {
+/// directory or file as a read-only bind mount. Missing paths are skipped (`false`).
+fn expose(root: &Path, p: &Path, writable: bool) -> Result<bool, String> {
     let Ok(meta) = std::fs::symlink_metadata(p) else {
-        return Ok(());
+        return Ok(false);
     };
     let at = inside(root, p);
     if let Some(parent) = at.parent() {
@@ -432,10 +532,11 @@ fn expose(root: &Path, p: &Path, writable: bool) -> Result<(), String> {
     }
     if meta.file_type().is_symlink() {
         if at.symlink_metadata().is_ok() {
-            return Ok(());
+            return Ok(true);
         }
         let target = std::fs::read_link(p).map_err(|e| format!("{}: {e}", p.display()))?;
         return std::os::unix::fs::symlink(&target, &at)
+            .map(|_| true)
             .map_err(|e| format!("symlink {}: {e}", at.display()));
     }
     if meta.is_dir() {
@@ -453,47 +554,41 @@ fn expose(root: &Path, p: &Path, writable: bool) -> Result<(), String> {
             None,
         )?;
     }
-    Ok(())
+    Ok(true)
 }
 
-/// The command's whole view of the filesystem, then `pivot_root` into it.
-fn private_root(spec: &HelperSpec) -> Result<String, String> {
-    let root = spec.scratch.join("root");
+/// The part of every command's root that is the same for all of them, built once by the zygote
+/// in its own mount namespace at `root`: a read-only tmpfs with the system and environment
+/// paths bound read-only, a few /dev nodes, and empty mount points for /workspace, /tmp,
+/// /dev/shm and /proc. Each command's mount namespace starts as a copy of it, where these
+/// mounts are locked: a command cannot unmount them or make them writable.
+pub(crate) fn build_template(root: &Path, read_only: &[PathBuf]) -> Result<String, String> {
+    unshare(libc::CLONE_NEWNS)?;
+    // Mounts on the host still reach us; ours never reach the host.
     mount(
         None,
         Path::new("/"),
         None,
-        libc::MS_REC | libc::MS_PRIVATE,
+        libc::MS_REC | libc::MS_SLAVE,
         None,
     )?;
     mount(
         None,
-        &root,
+        root,
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some("mode=0755,size=4m"),
     )?;
-    let ws = root.join("workspace");
-    std::fs::create_dir_all(&ws).map_err(|e| format!("mkdir {}: {e}", ws.display()))?;
-    mount(
-        Some(&spec.workspace),
-        &ws,
-        None,
-        libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
-        None,
-    )?;
-    let tmp = root.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("mkdir {}: {e}", tmp.display()))?;
-    mount(
-        Some(&spec.scratch.join("tmp")),
-        &tmp,
-        None,
-        libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
-        None,
-    )?;
-    // After /tmp: read-only paths under the host's /tmp (a test cache, say) stay visible.
-    for p in &spec.read_only {
-        expose(&root, p, false)?;
+    for d in ["workspace", "tmp", "proc"] {
+        let at = root.join(d);
+        std::fs::create_dir_all(&at).map_err(|e| format!("mkdir {}: {e}", at.display()))?;
+    }
+    // Paths under /tmp are exposed per command, on top of its own /tmp.
+    let mut exposed = 0;
+    for p in read_only.iter().filter(|p| !p.starts_with("/tmp")) {
+        if expose(root, p, false)? {
+            exposed += 1;
+        }
     }
     let dev = root.join("dev");
     std::fs::create_dir_all(&dev).map_err(|e| format!("mkdir {}: {e}", dev.display()))?;
@@ -518,17 +613,57 @@ fn private_root(spec: &HelperSpec) -> Result<String, String> {
     ] {
         let _ = std::os::unix::fs::symlink(target, dev.join(name));
     }
-    let shm = dev.join("shm");
-    let _ = std::fs::create_dir_all(&shm);
+    let _ = std::fs::create_dir_all(dev.join("shm"));
     mount(
         None,
-        &shm,
+        &dev,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("mode=0755,size=64k"),
+    )?;
+    mount(
+        None,
+        root,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0755,size=4m"),
+    )?;
+    Ok(format!("{exposed} host paths read-only"))
+}
+
+/// The command's own part of its root (in its own mount namespace, a copy of the zygote's),
+/// then `pivot_root` into it.
+fn enter_root(spec: &HelperSpec, root: &Path, template: &str) -> Result<String, String> {
+    // The template's mounts came from a more privileged user namespace, so they are locked
+    // here, and pivot_root refuses a locked new root: a recursive bind of it is this
+    // namespace's own (its submounts stay locked, read-only).
+    mount(Some(root), root, None, libc::MS_BIND | libc::MS_REC, None)?;
+    mount(
+        Some(&spec.workspace),
+        &root.join("workspace"),
+        None,
+        libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    mount(
+        Some(&spec.tmp),
+        &root.join("tmp"),
+        None,
+        libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    // After /tmp: read-only paths under the host's /tmp (a test cache, say) stay visible.
+    for p in spec.read_only.iter().filter(|p| p.starts_with("/tmp")) {
+        expose(root, p, false)?;
+    }
+    mount(
+        None,
+        &root.join("dev/shm"),
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some("mode=1777,size=64m"),
     )?;
     let proc_ = root.join("proc");
-    let _ = std::fs::create_dir_all(&proc_);
     let proc_kind = match mount(
         None,
         &proc_,
@@ -548,14 +683,7 @@ fn private_root(spec: &HelperSpec) -> Result<String, String> {
             "the host's /proc (a new one could not be mounted)"
         }
     };
-    mount(
-        None,
-        &root,
-        None,
-        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=0755,size=4m"),
-    )?;
-    std::env::set_current_dir(&root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+    std::env::set_current_dir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
     let dot = CString::new(".").unwrap();
     // SAFETY: pivot_root(".", ".") then detaching the old root is the documented way to switch
     // roots without a spare directory.
@@ -569,11 +697,7 @@ fn private_root(spec: &HelperSpec) -> Result<String, String> {
     }
     std::env::set_current_dir("/workspace").map_err(|e| format!("chdir /workspace: {e}"))?;
     Ok(format!(
-        "private root: /workspace (rw), /tmp (rw, private), {} host paths read-only, {proc_kind}",
-        spec.read_only
-            .iter()
-            .filter(|p| p.symlink_metadata().is_ok())
-            .count()
+        "private root: /workspace (rw), /tmp (rw, private), {template}, {proc_kind}"
     ))
 }
 

@@ -8,12 +8,12 @@ mod cgroup;
 mod filters;
 pub mod helper;
 mod spec;
+mod zygote;
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -77,6 +77,10 @@ pub struct ExecOutcome {
     pub truncated: bool,
     pub timed_out: bool,
     pub duration: Duration,
+    /// Points of the call, as time since it began: `spawn` (scratch and cgroup made), the
+    /// helper's `start`, each layer, `exec`, then `exited` (the helper) and `done` (output
+    /// collected, cgroup gone). Where the time goes, for the bench and `sandbox check`.
+    pub phases: Vec<(String, Duration)>,
 }
 
 impl ExecOutcome {
@@ -91,11 +95,35 @@ impl ExecOutcome {
 /// limits of each command.
 pub struct Sandbox {
     helper: PathBuf,
+    zygote: zygote::Zygote,
     config: SandboxConfig,
     pids: Option<cgroup::PidsParent>,
     layers: Vec<LayerReport>,
     read_only: Vec<PathBuf>,
     skip: Vec<Layer>,
+    /// This sandbox's own directory: `root` (the commands' root mount point) and one `tmp-N`
+    /// per command in flight.
+    scratch: tempfile::TempDir,
+}
+
+static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        cgroup::PidsCgroup::sweep_all();
+    }
+}
+
+/// A command's /tmp, removed when the call ends.
+struct CommandTmp(PathBuf);
+
+impl Drop for CommandTmp {
+    fn drop(&mut self) {
+        // Most commands leave their /tmp empty: rmdir first, the recursive walk only if not.
+        if std::fs::remove_dir(&self.0).is_err() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -118,14 +146,34 @@ pub fn default_helper() -> Result<PathBuf> {
     let me = std::env::current_exe()
         .context("cannot find this program to re-execute as the sandbox helper")?;
     let small = me.with_file_name("sera-sandbox");
-    Ok(if small.is_file() { small } else { me })
+    if small.is_file() {
+        return Ok(small);
+    }
+    // Cargo puts test and bench programs in deps/, one below the binaries.
+    if let Some(up) = me
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("sera-sandbox"))
+    {
+        if up.is_file() {
+            return Ok(up);
+        }
+    }
+    // Only sera-host itself knows `__sandbox-zygote`; any other program would just run again.
+    if me.file_stem().is_some_and(|n| n == "sera-host") {
+        return Ok(me);
+    }
+    bail!(
+        "no sandbox helper: there is no sera-sandbox next to {} (set SERA_HOST_SANDBOX_HELPER to its path)",
+        me.display()
+    )
 }
 
 impl Sandbox {
     /// Probes this machine's layers with a real command, and refuses when one that the config
     /// does not allow to be weaker is missing.
     pub fn new(helper: PathBuf, config: SandboxConfig) -> Result<Sandbox> {
-        let mut sandbox = Sandbox::unchecked(helper, config);
+        let mut sandbox = Sandbox::unchecked(helper, config)?;
         sandbox.layers = sandbox.probe()?;
         let missing: Vec<&LayerReport> = sandbox
             .layers
@@ -150,7 +198,7 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    fn unchecked(helper: PathBuf, config: SandboxConfig) -> Sandbox {
+    fn unchecked(helper: PathBuf, config: SandboxConfig) -> Result<Sandbox> {
         let mut read_only: Vec<PathBuf> = SYSTEM_PATHS.iter().map(PathBuf::from).collect();
         read_only.extend(config.extra_read_only.iter().cloned());
         let skip: Vec<Layer> = std::env::var("SERA_HOST_SANDBOX_SKIP")
@@ -158,7 +206,22 @@ impl Sandbox {
             .split(',')
             .filter_map(|l| Layer::parse(l.trim()))
             .collect();
-        Sandbox {
+        let scratch = tempfile::Builder::new()
+            .prefix("sera-sandbox-")
+            .tempdir()
+            .context("cannot create the sandbox's scratch directory")?;
+        std::fs::create_dir(scratch.path().join("root"))
+            .context("cannot create the sandbox's scratch directory")?;
+        Ok(Sandbox {
+            zygote: zygote::Zygote::new(
+                helper.clone(),
+                zygote::ZygoteConfig {
+                    skip: skip.clone(),
+                    root: scratch.path().join("root"),
+                    read_only: read_only.clone(),
+                },
+            ),
+            scratch,
             helper,
             pids: if skip.contains(&Layer::Pids) {
                 None
@@ -169,7 +232,7 @@ impl Sandbox {
             layers: Vec::new(),
             read_only,
             skip,
-        }
+        })
     }
 
     /// Each layer as the probe found it.
@@ -204,7 +267,7 @@ impl Sandbox {
 
     /// Every layer of this machine, best-effort, without refusing anything (for `sandbox check`).
     pub fn check(helper: PathBuf, config: SandboxConfig) -> Result<Vec<LayerReport>> {
-        Sandbox::unchecked(helper, config).probe()
+        Sandbox::unchecked(helper, config)?.probe()
     }
 
     /// Runs one command in `workspace` (seen at /workspace). `Err` means the sandbox itself
@@ -220,7 +283,8 @@ impl Sandbox {
         Ok(outcome)
     }
 
-    fn env(&self) -> Vec<(String, String)> {
+    /// The whole environment a command gets.
+    pub fn env(&self) -> Vec<(String, String)> {
         let mut path: Vec<String> = self
             .config
             .path_prefix
@@ -264,15 +328,17 @@ impl Sandbox {
         timeout: Duration,
         best_effort: &[Layer],
     ) -> Result<(ExecOutcome, Vec<LayerReport>)> {
+        let begin = Instant::now();
+        let begin_us = helper::monotonic_us();
         let workspace = workspace
             .canonicalize()
             .with_context(|| format!("workspace {}", workspace.display()))?;
-        let scratch = tempfile::Builder::new()
-            .prefix("sera-exec-")
-            .tempdir()
-            .context("cannot create the command's private tmp")?;
-        std::fs::create_dir(scratch.path().join("root"))?;
-        std::fs::create_dir(scratch.path().join("tmp"))?;
+        let tmp = CommandTmp(self.scratch.path().join(format!(
+            "tmp-{}",
+            NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )));
+        std::fs::create_dir(&tmp.0)
+            .with_context(|| format!("cannot create the command's /tmp {}", tmp.0.display()))?;
         let cg = match &self.pids {
             Some(parent) => parent.create(self.config.max_processes).ok(),
             None => None,
@@ -280,7 +346,7 @@ impl Sandbox {
         let spec = HelperSpec {
             command: command.to_string(),
             workspace: workspace.clone(),
-            scratch: scratch.path().to_path_buf(),
+            tmp: tmp.0.clone(),
             read_only: self.read_only.clone(),
             env: self.env(),
             address_space_bytes: self.config.memory_mib << 20,
@@ -296,50 +362,38 @@ impl Sandbox {
         };
         let (out_r, out_w) = pipe()?;
         let (rep_r, rep_w) = pipe()?;
-        let rep_w_fd = rep_w.as_raw_fd();
-        let mut cmd = std::process::Command::new(&self.helper);
-        cmd.arg("__sandbox-exec")
-            .arg(serde_json::to_string(&spec)?)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out_w.try_clone()?))
-            .stderr(Stdio::from(out_w))
-            .process_group(0);
-        // SAFETY: dup2 is async-signal-safe; it places the report pipe at fd 3 in the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(rep_w_fd, helper::REPORT_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let spec_json = serde_json::to_vec(&spec)?;
         let start = Instant::now();
-        let mut child = cmd.spawn().with_context(|| {
-            format!("cannot start the sandbox helper {}", self.helper.display())
-        })?;
-        drop(cmd);
-        drop(rep_w);
-        let pgid = child.id() as i32;
-        let collected = collect(&mut child, out_r, timeout, self.config.output_bytes, start);
-        // Whatever is left of the process group goes, even if the command escaped its pid 1.
-        // SAFETY: a signal to the helper's own process group.
+        let started = self
+            .zygote
+            .start_command(&spec_json, out_w, rep_w)
+            .with_context(|| format!("sandbox helper {}", self.helper.display()))?;
+        let pid = started.pid;
+        let collected = collect(started, out_r, timeout, self.config.output_bytes, start);
+        // Whatever is left goes, even if the command escaped its pid 1: the command's process,
+        // its process group, its cgroup.
+        // SAFETY: signals to the command's own process and group; the zygote has not reaped
+        // it before answering its status, so the pid is still its own.
         unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
+            libc::kill(-pid, libc::SIGKILL);
         }
         if let Some(cg) = &cg {
             cg.kill_all();
         }
-        let (status, output, total, timed_out) = collected?;
+        let (status, output, total, timed_out, exited_at) = collected?;
         let duration = start.elapsed();
         let mut report = Vec::new();
         let _ = std::fs::File::from(rep_r).read_to_end(&mut report);
         drop(cg);
         let mut layers = Vec::new();
+        let mut phases = Vec::new();
         let mut fatal = None;
         for line in report.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice::<helper::Report>(line) {
                 Ok(helper::Report::Layer(l)) => layers.push(l),
+                Ok(helper::Report::Mark { name, at_us }) => {
+                    phases.push((name, Duration::from_micros(at_us.saturating_sub(begin_us))))
+                }
                 Ok(helper::Report::Fatal { message }) => fatal = Some(message),
                 Err(_) => fatal = Some(String::from_utf8_lossy(line).into_owned()),
             }
@@ -377,28 +431,29 @@ impl Sandbox {
                 truncated,
                 timed_out,
                 duration,
+                phases: {
+                    phases.insert(0, ("spawn".into(), start - begin));
+                    phases.push(("exited".into(), exited_at - begin));
+                    phases.push(("done".into(), begin.elapsed()));
+                    phases
+                },
             },
             layers,
         ))
     }
 }
 
-/// Reads the output until the helper exits (or the deadline passes, then kills the group) and
-/// the pipe is closed. Returns (status, kept output, total bytes, timed out).
+/// Reads the output until the command's process is gone (or the deadline passes, then kills
+/// it) and the pipe is closed. Returns (status, kept output, total bytes, timed out, when it
+/// ended).
 fn collect(
-    child: &mut std::process::Child,
+    started: zygote::Started,
     out: OwnedFd,
     timeout: Duration,
     cap: usize,
     start: Instant,
-) -> Result<(std::process::ExitStatus, Vec<u8>, u64, bool)> {
-    // SAFETY: pidfd_open on our own child's pid, which it cannot reuse before we reap it.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
-    if pidfd < 0 {
-        bail!("pidfd_open: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor we just opened.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+) -> Result<(std::process::ExitStatus, Vec<u8>, u64, bool, Instant)> {
+    let (pid, mut answers) = (started.pid, started.request);
     // SAFETY: sets a flag on our own descriptor.
     unsafe {
         let fl = libc::fcntl(out.as_raw_fd(), libc::F_GETFL);
@@ -408,18 +463,21 @@ fn collect(
     let mut kept = Vec::new();
     let mut total = 0u64;
     let mut buf = vec![0u8; 1 << 16];
-    let mut exited = false;
+    let mut status: Option<i32> = None;
     let mut eof = false;
     let mut timed_out = false;
-    // Once the helper is gone, the pipe's last writers die with its namespace; wait that long.
+    // Once the process is gone, the pipe's last writers die with its namespace; wait that long.
     let mut grace_until: Option<Instant> = None;
-    while !(exited && eof) {
+    let mut exited_at = start;
+    while !(status.is_some() && eof) {
         let now = Instant::now();
+        let exited = status.is_some();
         if !exited && !timed_out && now >= deadline {
             timed_out = true;
-            // SAFETY: a signal to the helper's own process group.
+            // SAFETY: signals to the command's process and its group (not reaped yet).
             unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
             }
         }
         if exited && grace_until.is_some_and(|g| now >= g) {
@@ -441,7 +499,7 @@ fn collect(
                 revents: 0,
             },
             libc::pollfd {
-                fd: pidfd.as_raw_fd(),
+                fd: answers.stream.as_raw_fd(),
                 events: if exited { 0 } else { libc::POLLIN },
                 revents: 0,
             },
@@ -473,10 +531,26 @@ fn collect(
             }
         }
         if !exited && fds[1].revents != 0 {
-            exited = true;
-            grace_until = Some(Instant::now() + Duration::from_secs(2));
+            match answers.next()? {
+                Some(zygote::Answer::Status(s)) => {
+                    status = Some(s);
+                    exited_at = Instant::now();
+                    grace_until = Some(exited_at + Duration::from_secs(2));
+                }
+                Some(other) => bail!("the sandbox helper answered {other:?} out of turn"),
+                None if answers.eof => {
+                    bail!("the sandbox helper ended before the command did")
+                }
+                None => {}
+            }
         }
     }
-    let status = child.wait().context("waiting for the sandbox helper")?;
-    Ok((status, kept, total, timed_out))
+    let status = status.unwrap_or(libc::SIGKILL);
+    Ok((
+        std::process::ExitStatus::from_raw(status),
+        kept,
+        total,
+        timed_out,
+        exited_at,
+    ))
 }

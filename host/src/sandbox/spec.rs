@@ -71,8 +71,8 @@ pub struct HelperSpec {
     pub command: String,
     /// Seen at /workspace, read-write.
     pub workspace: PathBuf,
-    /// A fresh directory of this call: `root` (the new root's mount point) and `tmp` (/tmp).
-    pub scratch: PathBuf,
+    /// This call's own empty directory, seen at /tmp.
+    pub tmp: PathBuf,
     /// Host directories visible read-only at their own paths (system, interpreter, environment).
     pub read_only: Vec<PathBuf>,
     /// The whole environment of the command.
