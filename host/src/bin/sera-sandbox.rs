@@ -1,6 +1,6 @@
-//! The command sandbox's helper as its own small binary: re-executing the 200 MB `sera-host`
-//! (wasmtime and the builtin plugins inside) for every command cost ~4 ms of loading alone.
-//! `sera-host` uses this one when it sits next to it, and re-executes itself otherwise.
+//! The command sandbox's zygote as its own small binary: a few MiB resident instead of
+//! `sera-host`'s (wasmtime and the builtin plugins inside), which makes each fork of a command
+//! cheaper. `sera-host` uses this one when it sits next to it, and runs itself otherwise.
 
 fn main() {
     sera_host::sandbox::helper::run_if_requested();

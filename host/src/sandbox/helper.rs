@@ -1,4 +1,4 @@
-//! One command's sandbox, set up in the process the [zygote](super::zygote) forked for it: it
+//! One command's sandbox, set up in the process the zygote (`zygote.rs`) forked for it: it
 //! joins the call's pids cgroup, enters its own user namespace (a child of the zygote's), a
 //! network namespace (the zygote's, or its own), new mount and pid namespaces, forks the
 //! namespace's first process, and that process builds a private root (system read-only,

@@ -1,8 +1,9 @@
-//! Running the teacher's commands without Docker. Every command is a child process that the host
-//! re-executes into a sandbox ([`helper`]): its own user, network, mount and pid namespaces, a
-//! private root with the workspace at /workspace, Landlock, seccomp, rlimits and a pids cgroup
-//! (or RLIMIT_NPROC). The host enforces the wall clock by killing the helper's process group;
-//! the pid namespace takes everything the command left behind with it.
+//! Running the teacher's commands without Docker. Every command is a process that the sandbox's
+//! zygote (`zygote.rs`) forks and [`helper`] sets up: its own user, mount and pid namespaces, a network
+//! namespace without a usable interface, a private root with the workspace at /workspace,
+//! Landlock, seccomp, rlimits and a pids cgroup (or RLIMIT_NPROC). The host enforces the wall
+//! clock by killing the command's process group; the pid namespace takes everything the command
+//! left behind with it.
 
 mod cgroup;
 mod filters;
@@ -136,9 +137,9 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// The helper: `$SERA_HOST_SANDBOX_HELPER` when set; else `sera-sandbox` next to this program
-/// (small, so a command costs less to start); else this very program (`sera-host
-/// __sandbox-exec`).
+/// The helper the zygote runs as: `$SERA_HOST_SANDBOX_HELPER` when set; else `sera-sandbox`
+/// next to this program (or one directory up, for Cargo's test and bench programs); else this
+/// very program if it is `sera-host` (`sera-host __sandbox-zygote`).
 pub fn default_helper() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("SERA_HOST_SANDBOX_HELPER") {
         return Ok(p.into());
