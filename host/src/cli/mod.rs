@@ -14,6 +14,7 @@ mod dataset;
 mod pipeline;
 mod rollout;
 pub(crate) mod sandbox;
+mod teacher;
 use crate::plugin::{inspect, Limits, PatchPair, PluginEngine, PluginSource, Verifier};
 use corpus::CorpusArgs;
 use rollout::RolloutArgs;
@@ -55,6 +56,9 @@ enum Command {
     /// The command sandbox: what this machine enforces, and one command run as a rollout would.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
+    /// An OpenAI-compatible teacher server: `teacher check URL` before a long job.
+    #[command(subcommand)]
+    Teacher(teacher::TeacherCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +287,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rescore(args) => dataset::rescore_cmd(args),
         Command::Shards(args) => dataset::shards_cmd(*args),
         Command::Sandbox(cmd) => sandbox::run(cmd),
+        Command::Teacher(cmd) => teacher::run(cmd),
         Command::Plugin(PluginCommand::New { world, name, dir }) => {
             let world = parse_world(&world)?;
             let path = crate::plugin::scaffold::new_project(world, &name, &dir)?;

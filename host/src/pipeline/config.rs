@@ -99,6 +99,10 @@ pub struct TeacherSection {
     pub seed: Option<u64>,
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// Rollout requests' `tool_choice` (`auto`, `required`, `none`); the server's default when
+    /// absent. Small or weak models often call tools only with `required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<String>,
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,
     #[serde(default = "d_timeout")]

@@ -391,7 +391,7 @@ impl Stages {
             top_p: t.top_p,
             seed: t.seed,
             max_tokens: t.max_tokens,
-            tool_choice: None,
+            tool_choice: t.tool_choice.clone().map(serde_json::Value::String),
             extra: t.extra.clone().into_iter().collect(),
         }
     }

@@ -88,6 +88,8 @@ pub enum Outcome {
     StepLimit,
     TokenBudget,
     TeacherError,
+    /// The teacher refused the conversation as longer than its context.
+    ContextLength,
     ToolsError,
 }
 
@@ -98,6 +100,7 @@ impl Outcome {
             Outcome::StepLimit => "step-limit",
             Outcome::TokenBudget => "token-budget",
             Outcome::TeacherError => "teacher-error",
+            Outcome::ContextLength => "context-length",
             Outcome::ToolsError => "tools-error",
         }
     }
@@ -237,7 +240,11 @@ pub async fn run(
         let completion = match answer {
             Ok(c) => c,
             Err(e) => {
-                outcome = Some(Outcome::TeacherError);
+                outcome = Some(if e.is_context_length() {
+                    Outcome::ContextLength
+                } else {
+                    Outcome::TeacherError
+                });
                 reason = Some(e.to_string());
                 break;
             }

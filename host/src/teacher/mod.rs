@@ -1,10 +1,12 @@
 //! Teachers: where an agent's next message comes from. An OpenAI-compatible HTTP endpoint
 //! (vLLM, SGLang, a hosted API), the corpus's recordings of one, or the scripted test double.
 
+pub mod check;
 mod openai;
 mod record;
 pub mod scripted;
 pub mod serve;
+pub mod text_calls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -153,6 +155,30 @@ impl std::fmt::Display for TeacherError {
 
 impl std::error::Error for TeacherError {}
 
+impl TeacherError {
+    /// A refusal because the conversation no longer fits the model's context, in the words
+    /// of vLLM, SGLang, llama.cpp and the hosted APIs.
+    pub fn is_context_length(&self) -> bool {
+        let TeacherError::Rejected { message, .. } = self else {
+            return false;
+        };
+        let m = message.to_ascii_lowercase();
+        [
+            "context length",
+            "context_length",
+            "maximum context",
+            "context window",
+            "available context size",
+            "exceeds the context",
+            "too many tokens",
+            "prompt is too long",
+            "input is too long",
+        ]
+        .iter()
+        .any(|p| m.contains(p))
+    }
+}
+
 /// Where completions come from. `sample` tells apart repeated identical requests (several
 /// rollouts of the same item): each is recorded and replayed separately.
 pub trait Teacher: Send + Sync {
@@ -167,8 +193,9 @@ pub trait Teacher: Send + Sync {
 }
 
 /// Reads an OpenAI chat-completions response body. Tolerates what servers really send:
-/// `null` content, arguments as an object instead of a string, a missing `usage`, and
-/// vLLM's `finish_reason: "stop"` next to tool calls (the tool calls are what counts).
+/// `null` content, arguments as an object instead of a string, a missing `usage`, vLLM's
+/// `finish_reason: "stop"` next to tool calls (the tool calls are what counts), an empty
+/// `choices` list, and tool calls written as text in `content` ([`text_calls`]).
 pub fn parse_response(body: &[u8]) -> Result<(Message, String, Usage), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         format!(
@@ -176,6 +203,22 @@ pub fn parse_response(body: &[u8]) -> Result<(Message, String, Usage), String> {
             String::from_utf8_lossy(&body[..body.len().min(200)])
         )
     })?;
+    // An empty list (a content filter, a server that gave up) is an answer with nothing in it:
+    // the agent loop says so to the model and goes on.
+    if v.get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.is_empty())
+    {
+        let usage = v
+            .get("usage")
+            .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+            .unwrap_or_default();
+        return Ok((
+            Message::text(Role::Assistant, ""),
+            "no-choices".into(),
+            usage,
+        ));
+    }
     let choice = v
         .get("choices")
         .and_then(|c| c.get(0))
@@ -213,9 +256,17 @@ pub fn parse_response(body: &[u8]) -> Result<(Message, String, Usage), String> {
             });
         }
     }
+    let mut content = text("content").unwrap_or_default();
+    if tool_calls.is_empty() && text_calls::may_hold_calls(&content) {
+        let (rest, calls) = text_calls::extract(&content);
+        if !calls.is_empty() {
+            content = rest;
+            tool_calls = calls;
+        }
+    }
     let message = Message {
         role: Role::Assistant,
-        content: text("content").unwrap_or_default(),
+        content,
         reasoning_content: text("reasoning_content").or_else(|| text("reasoning")),
         tool_calls,
         tool_call_id: None,
@@ -248,6 +299,40 @@ mod tests {
         assert!(parse_response(b"{\"choices\": [")
             .unwrap_err()
             .starts_with("response is not JSON"));
+    }
+
+    #[test]
+    fn text_tool_calls_empty_choices_and_context_length_refusals() {
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":"Let me look.\n<tool_call>\n{\"name\": \"bash\", \"arguments\": {\"command\": \"ls\"}}\n</tool_call>"},"finish_reason":"stop"}]}"#;
+        let (m, finish, _) = parse_response(body).unwrap();
+        assert_eq!(m.content, "Let me look.");
+        assert_eq!(m.tool_calls.len(), 1);
+        assert_eq!(m.tool_calls[0].function.name, "bash");
+        assert_eq!(m.tool_calls[0].function.arguments, r#"{"command":"ls"}"#);
+        assert_eq!(finish, "stop");
+        let (m, finish, usage) = parse_response(
+            br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":0,"total_tokens":3}}"#,
+        )
+        .unwrap();
+        assert!(m.content.is_empty() && m.tool_calls.is_empty());
+        assert_eq!(finish, "no-choices");
+        assert_eq!(usage.total_tokens, 3);
+        for message in [
+            "the request exceeds the available context size, try increasing it",
+            "This model's maximum context length is 32768 tokens. However, you requested 40000 tokens",
+            "Input is too long for requested model",
+        ] {
+            let e = TeacherError::Rejected {
+                status: 400,
+                message: message.into(),
+            };
+            assert!(e.is_context_length(), "{message}");
+        }
+        assert!(!TeacherError::Rejected {
+            status: 400,
+            message: "invalid tool_choice".into()
+        }
+        .is_context_length());
     }
 
     #[test]
