@@ -72,14 +72,25 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, out))
 }
 
-fn start_server(dir: &Path) -> Option<Server> {
-    let (server, model) = server_files()?;
-    let port = TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let log = std::fs::File::create(dir.join("llama-server.log")).unwrap();
+        .port()
+}
+
+fn start_server(dir: &Path) -> Option<Server> {
+    start_server_on(dir, free_port())
+}
+
+fn start_server_on(dir: &Path, port: u16) -> Option<Server> {
+    let (server, model) = server_files()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("llama-server.log"))
+        .unwrap();
     let child = Command::new(server)
         .arg("-m")
         .arg(model)
@@ -157,6 +168,10 @@ fn teacher_check_against_llama_server() {
 }
 
 fn pipeline_for(dir: &Path, port: u16) -> PathBuf {
+    pipeline_with(dir, port, 3)
+}
+
+fn pipeline_with(dir: &Path, port: u16, items: usize) -> PathBuf {
     let demo =
         std::fs::read_to_string(common::repo_root().join("corpora/demo/pipeline.toml")).unwrap();
     let text: String = demo
@@ -173,7 +188,7 @@ fn pipeline_for(dir: &Path, port: u16) -> PathBuf {
             } else if l.starts_with("model = \"scripted\"") {
                 format!("model = \"{ALIAS}\"")
             } else if l.starts_with("functions_per_repo") {
-                "functions_per_repo = 3".into()
+                format!("functions_per_repo = {items}")
             } else if l.starts_with("step_limit") {
                 "step_limit = 6".into()
             } else if l.starts_with("exec = ") {
@@ -252,4 +267,52 @@ fn the_pipeline_against_llama_server_then_replay_and_audit_with_it_stopped() {
         .output()
         .unwrap());
     assert!(audit.contains("audit passed"), "{audit}");
+}
+
+#[test]
+fn a_server_restarting_mid_run_is_waited_for_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some(server) = start_server_on(dir.path(), port) else {
+        return;
+    };
+    let p = pipeline_with(dir.path(), port, 10);
+    let mut run = bin()
+        .arg("run")
+        .arg(&p)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it get going, then take the server away for a few seconds.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run ended before the server went away: the test needs more items"
+    );
+    drop(server);
+    std::thread::sleep(Duration::from_secs(3));
+    let _again = start_server_on(dir.path(), port).unwrap();
+    let out = run.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every item's rollout ended in a result of the model, none in a teacher error.
+    assert!(summary.contains("items 10"), "{summary}");
+    let conn = rusqlite::Connection::open(dir.path().join("demo.sqlite")).unwrap();
+    let failed: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM rollouts WHERE outcome = 'teacher-error'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let all: i64 = conn
+        .query_row("SELECT COUNT(*) FROM rollouts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(failed, 0, "{summary}");
+    assert!(all >= 10, "{summary}");
 }
