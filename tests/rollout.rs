@@ -276,7 +276,8 @@ async fn injected_faults_are_retried_and_a_context_error_ends_only_its_rollout()
     );
     assert_patch_reproduces(&corpus, &snapshot, &r.patch, ws.path());
 
-    // A context-length 400 is not retried: that rollout ends with the server's reason.
+    // A context-length 400 is not retried: that rollout ends with its own outcome and the
+    // server's reason.
     let server = LoopbackTeacher::start(vec![Fault::ContextLength], Duration::ZERO)
         .await
         .unwrap();
@@ -290,7 +291,8 @@ async fn injected_faults_are_retried_and_a_context_error_ends_only_its_rollout()
     .unwrap();
     let ws = tempfile::tempdir().unwrap();
     let r = rollout_in(&corpus, &snapshot, "TextWrapper.wrap", &teacher, ws.path()).await;
-    assert_eq!(r.outcome, Outcome::TeacherError);
+    assert_eq!(r.outcome, Outcome::ContextLength);
+    assert_eq!(r.outcome.as_str(), "context-length");
     let reason = r.reason.unwrap();
     assert!(
         reason.contains("HTTP 400") && reason.contains("maximum context length"),

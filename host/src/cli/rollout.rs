@@ -73,6 +73,9 @@ pub struct RolloutArgs {
     /// Extra request fields as a JSON object, e.g. '{"top_k": 20}'.
     #[arg(long, value_name = "JSON")]
     extra: Option<String>,
+    /// Keep tool calls the model wrote as text in `content` as text (by default they are parsed).
+    #[arg(long)]
+    no_text_tool_calls: bool,
     /// Which sample of identical requests this is (recordings are keyed by it).
     #[arg(long, default_value_t = 0)]
     sample: u32,
@@ -176,12 +179,15 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let parse = crate::teacher::ParseOptions {
+        text_tool_calls: !args.no_text_tool_calls,
+    };
     let teacher: Box<dyn Teacher> = match args.teacher.as_str() {
         "scripted" => Box::new(RecordingTeacher::new(
             Box::new(ScriptedTeacher),
             shared.clone(),
         )),
-        "replay" => Box::new(ReplayTeacher::new(shared.clone())),
+        "replay" => Box::new(ReplayTeacher::new(shared.clone()).with_parse(parse)),
         url => {
             let key = match &args.api_key_env {
                 Some(var) => Some(std::env::var(var).with_context(|| {
@@ -194,8 +200,9 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
                 ..RetryPolicy::default()
             };
             let live =
-                OpenAiTeacher::new(url, key, 1, Duration::from_secs(args.timeout_secs), retry)?;
-            Box::new(RecordingTeacher::new(Box::new(live), shared.clone()))
+                OpenAiTeacher::new(url, key, 1, Duration::from_secs(args.timeout_secs), retry)?
+                    .with_parse(parse);
+            Box::new(RecordingTeacher::new(Box::new(live), shared.clone()).with_parse(parse))
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

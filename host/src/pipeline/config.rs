@@ -103,6 +103,10 @@ pub struct TeacherSection {
     /// absent. Small or weak models often call tools only with `required`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<String>,
+    /// Tool calls a model wrote as text in `content` (Hermes `<tool_call>` JSON, `<function=...>`
+    /// XML) become tool calls; `false` keeps them as text.
+    #[serde(default = "d_true", skip_serializing_if = "is_true")]
+    pub text_tool_calls: bool,
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,
     #[serde(default = "d_timeout")]
@@ -748,4 +752,8 @@ impl Pipeline {
             },
         })
     }
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }

@@ -343,8 +343,13 @@ impl Stages {
         let tokens = Arc::new(tokens);
         let truncator = load_truncator(&engine, &cfg.truncation, &tokens, &mut plugin_hashes)?;
         let filters = load_filters(&engine, &cfg.filters, &tokens, &mut plugin_hashes)?;
+        let parse = crate::teacher::ParseOptions {
+            text_tool_calls: cfg.teacher.text_tool_calls,
+        };
         let teacher: Arc<dyn Teacher> = match mode {
-            Mode::Replay | Mode::Rebuild => Arc::new(ReplayTeacher::new(corpus.clone())),
+            Mode::Replay | Mode::Rebuild => {
+                Arc::new(ReplayTeacher::new(corpus.clone()).with_parse(parse))
+            }
             Mode::Live => {
                 let inner: Box<dyn Teacher> = match cfg.teacher.kind.as_str() {
                     "scripted" => Box::new(ScriptedTeacher),
@@ -355,16 +360,19 @@ impl Stages {
                             })?),
                             None => None,
                         };
-                        Box::new(OpenAiTeacher::new(
-                            cfg.teacher.url.as_deref().expect("checked at load"),
-                            key,
-                            cfg.teacher.concurrency,
-                            Duration::from_secs(cfg.teacher.timeout_s),
-                            RetryPolicy::default(),
-                        )?)
+                        Box::new(
+                            OpenAiTeacher::new(
+                                cfg.teacher.url.as_deref().expect("checked at load"),
+                                key,
+                                cfg.teacher.concurrency,
+                                Duration::from_secs(cfg.teacher.timeout_s),
+                                RetryPolicy::default(),
+                            )?
+                            .with_parse(parse),
+                        )
                     }
                 };
-                Arc::new(RecordingTeacher::new(inner, corpus.clone()))
+                Arc::new(RecordingTeacher::new(inner, corpus.clone()).with_parse(parse))
             }
         };
         Ok(Stages {

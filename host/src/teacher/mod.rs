@@ -197,6 +197,30 @@ pub trait Teacher: Send + Sync {
 /// `finish_reason: "stop"` next to tool calls (the tool calls are what counts), an empty
 /// `choices` list, and tool calls written as text in `content` ([`text_calls`]).
 pub fn parse_response(body: &[u8]) -> Result<(Message, String, Usage), String> {
+    parse_response_with(body, &ParseOptions::default())
+}
+
+/// How responses are read; part of a run's configuration, so that a replay reads its
+/// recordings the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Tool calls written as text in `content` become tool calls (`[teacher] text_tool_calls`).
+    pub text_tool_calls: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            text_tool_calls: true,
+        }
+    }
+}
+
+/// [`parse_response`] with explicit options.
+pub fn parse_response_with(
+    body: &[u8],
+    opts: &ParseOptions,
+) -> Result<(Message, String, Usage), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         format!(
             "response is not JSON ({e}): {}",
@@ -257,7 +281,7 @@ pub fn parse_response(body: &[u8]) -> Result<(Message, String, Usage), String> {
         }
     }
     let mut content = text("content").unwrap_or_default();
-    if tool_calls.is_empty() && text_calls::may_hold_calls(&content) {
+    if opts.text_tool_calls && tool_calls.is_empty() && text_calls::may_hold_calls(&content) {
         let (rest, calls) = text_calls::extract(&content);
         if !calls.is_empty() {
             content = rest;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Semaphore;
 
-use super::{parse_response, BoxFuture, ChatRequest, Completion, Teacher, TeacherError};
+use super::{
+    parse_response_with, BoxFuture, ChatRequest, Completion, ParseOptions, Teacher, TeacherError,
+};
 
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
@@ -39,6 +41,7 @@ pub struct OpenAiTeacher {
     limit: Arc<Semaphore>,
     retry: RetryPolicy,
     timeout: Duration,
+    parse: ParseOptions,
 }
 
 /// What one attempt came to.
@@ -82,7 +85,13 @@ impl OpenAiTeacher {
             limit: Arc::new(Semaphore::new(concurrency.max(1))),
             retry,
             timeout,
+            parse: ParseOptions::default(),
         })
+    }
+
+    pub fn with_parse(mut self, parse: ParseOptions) -> Self {
+        self.parse = parse;
+        self
     }
 
     async fn attempt(&self, body: &[u8], sha: &str, sample: u32) -> Attempt {
@@ -124,7 +133,7 @@ impl OpenAiTeacher {
         let latency_ms = start.elapsed().as_millis() as u64;
         let text = || String::from_utf8_lossy(&bytes[..bytes.len().min(2000)]).into_owned();
         match status {
-            200..=299 => match parse_response(&bytes) {
+            200..=299 => match parse_response_with(&bytes, &self.parse) {
                 Ok((message, finish_reason, usage)) => Attempt::Done(Completion {
                     message,
                     finish_reason,

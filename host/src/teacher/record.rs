@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{parse_response, BoxFuture, ChatRequest, Completion, Teacher, TeacherError};
+use super::{
+    parse_response_with, BoxFuture, ChatRequest, Completion, ParseOptions, Teacher, TeacherError,
+};
 use crate::corpus::{Corpus, Exchange};
 
 pub type SharedCorpus = Arc<Mutex<Corpus>>;
@@ -13,6 +15,7 @@ fn lookup(
     corpus: &SharedCorpus,
     sha: &str,
     sample: u32,
+    parse: &ParseOptions,
 ) -> Result<Option<Completion>, TeacherError> {
     let found = corpus
         .lock()
@@ -20,11 +23,12 @@ fn lookup(
         .exchange(sha, sample)
         .map_err(|e| TeacherError::Storage(format!("{e:#}")))?;
     let Some(ex) = found else { return Ok(None) };
-    let (message, finish_reason, usage) = parse_response(&ex.response).map_err(|e| {
-        TeacherError::Storage(format!(
-            "recorded response {sha}/{sample} does not parse: {e}"
-        ))
-    })?;
+    let (message, finish_reason, usage) =
+        parse_response_with(&ex.response, parse).map_err(|e| {
+            TeacherError::Storage(format!(
+                "recorded response {sha}/{sample} does not parse: {e}"
+            ))
+        })?;
     Ok(Some(Completion {
         message,
         finish_reason,
@@ -41,11 +45,22 @@ fn lookup(
 pub struct RecordingTeacher {
     inner: Box<dyn Teacher>,
     corpus: SharedCorpus,
+    parse: ParseOptions,
 }
 
 impl RecordingTeacher {
     pub fn new(inner: Box<dyn Teacher>, corpus: SharedCorpus) -> Self {
-        RecordingTeacher { inner, corpus }
+        RecordingTeacher {
+            inner,
+            corpus,
+            parse: ParseOptions::default(),
+        }
+    }
+
+    /// How recorded answers are read: as the live teacher reads them.
+    pub fn with_parse(mut self, parse: ParseOptions) -> Self {
+        self.parse = parse;
+        self
     }
 }
 
@@ -57,7 +72,7 @@ impl Teacher for RecordingTeacher {
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
             let sha = request.sha256().to_string();
-            if let Some(c) = lookup(&self.corpus, &sha, sample)? {
+            if let Some(c) = lookup(&self.corpus, &sha, sample, &self.parse)? {
                 return Ok(c);
             }
             let c = self.inner.complete(request, sample).await?;
@@ -77,7 +92,7 @@ impl Teacher for RecordingTeacher {
                 .put_exchange(request.canonical(), &ex)
                 .map_err(|e| TeacherError::Storage(format!("{e:#}")))?;
             // Answer with what a replay will read back, so both give identical trajectories.
-            lookup(&self.corpus, &ex.request_sha256, sample)?
+            lookup(&self.corpus, &ex.request_sha256, sample, &self.parse)?
                 .ok_or_else(|| TeacherError::Storage("an exchange just stored is missing".into()))
         })
     }
@@ -90,11 +105,20 @@ impl Teacher for RecordingTeacher {
 /// Serves recorded exchanges only; anything else is "not recorded", never a network call.
 pub struct ReplayTeacher {
     corpus: SharedCorpus,
+    parse: ParseOptions,
 }
 
 impl ReplayTeacher {
     pub fn new(corpus: SharedCorpus) -> Self {
-        ReplayTeacher { corpus }
+        ReplayTeacher {
+            corpus,
+            parse: ParseOptions::default(),
+        }
+    }
+
+    pub fn with_parse(mut self, parse: ParseOptions) -> Self {
+        self.parse = parse;
+        self
     }
 }
 
@@ -106,7 +130,7 @@ impl Teacher for ReplayTeacher {
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
             let sha = request.sha256().to_string();
-            lookup(&self.corpus, &sha, sample)?.ok_or(TeacherError::NotRecorded {
+            lookup(&self.corpus, &sha, sample, &self.parse)?.ok_or(TeacherError::NotRecorded {
                 request_sha256: sha,
                 sample,
             })
