@@ -172,6 +172,16 @@ fn pipeline_for(dir: &Path, port: u16) -> PathBuf {
 }
 
 fn pipeline_with(dir: &Path, port: u16, items: usize) -> PathBuf {
+    pipeline_text(
+        dir,
+        port,
+        items,
+        "tool_choice = \"required\"\nmax_tokens = 96",
+    )
+}
+
+/// The demo pipeline pointed at the server; `sampling` goes into `[teacher]`.
+fn pipeline_text(dir: &Path, port: u16, items: usize, sampling: &str) -> PathBuf {
     let demo =
         std::fs::read_to_string(common::repo_root().join("corpora/demo/pipeline.toml")).unwrap();
     let text: String = demo
@@ -184,7 +194,7 @@ fn pipeline_with(dir: &Path, port: u16, items: usize) -> PathBuf {
                     shared().join("qwen3/tokenizer_config.json").display()
                 )
             } else if l.starts_with("kind = \"scripted\"") {
-                format!("kind = \"openai\"\nurl = \"http://127.0.0.1:{port}/v1\"\ntool_choice = \"required\"\nmax_tokens = 96\ntimeout_s = 120\nseed = 7")
+                format!("kind = \"openai\"\nurl = \"http://127.0.0.1:{port}/v1\"\n{sampling}\ntimeout_s = 120\nseed = 7")
             } else if l.starts_with("model = \"scripted\"") {
                 format!("model = \"{ALIAS}\"")
             } else if l.starts_with("functions_per_repo") {
@@ -315,4 +325,84 @@ fn a_server_restarting_mid_run_is_waited_for_and_the_run_goes_on() {
         .unwrap();
     assert_eq!(failed, 0, "{summary}");
     assert!(all >= 10, "{summary}");
+}
+
+/// A llama.cpp grammar that makes the random model write, as text in `content` (tool_choice
+/// "none" leaves the server's tool parser out, and only then does it take a grammar), a
+/// Hermes tool call that creates a file and one that submits: so a rollout changes something,
+/// and the pipeline goes on to PR synthesis, rollout 2 and verification, with sera-host
+/// parsing the calls out of the text.
+const EDIT_THEN_SUBMIT: &str = r#"root ::= create "\n" submit
+create ::= "<tool_call>\n{\"name\": \"str_replace_editor\", \"arguments\": {\"command\": \"create\", \"path\": \"/workspace/NOTES.md\", \"file_text\": \"checked\\n\"}}\n</tool_call>"
+submit ::= "<tool_call>\n{\"name\": \"submit\", \"arguments\": {}}\n</tool_call>""#;
+
+#[test]
+fn the_whole_pipeline_through_pr_synthesis_rollout_2_and_verification_against_llama_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = start_server(dir.path()) else {
+        return;
+    };
+    let sampling = format!(
+        "tool_choice = \"none\"\nmax_tokens = 200\nextra = {{ grammar = '''{EDIT_THEN_SUBMIT}''' }}"
+    );
+    let p = pipeline_text(dir.path(), server.port, 2, &sampling);
+    let summary = ok(bin().arg("run").arg(&p).output().unwrap());
+    assert!(
+        summary.contains("items 2: rollout 1 submitted 2, PRs 2, rollout 2 submitted 2, scored 2"),
+        "{summary}"
+    );
+    let out = dir.path().join("out");
+    let first = files(&out);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["rows"].as_u64().unwrap() >= 2, "{summary}");
+    let mut calls = 0;
+    for s in manifest["shards"].as_array().unwrap() {
+        let raw =
+            zstd::decode_all(&std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap()[..])
+                .unwrap();
+        for l in std::str::from_utf8(&raw).unwrap().lines() {
+            let row: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(row["metadata"]["teacher_model"], ALIAS);
+            for m in row["messages"].as_array().unwrap() {
+                for c in m["tool_calls"].as_array().into_iter().flatten() {
+                    // Written by the model as text; a structured call in the row.
+                    assert!(["str_replace_editor", "submit"]
+                        .contains(&c["function"]["name"].as_str().unwrap()));
+                    calls += 1;
+                }
+                // Parsed out of the assistant's text (the PR description of a T2 row, the
+                // model's text too, keeps what it wrote).
+                if m["role"] == "assistant" {
+                    assert!(!m["content"].as_str().unwrap_or("").contains("<tool_call>"));
+                }
+            }
+        }
+    }
+    assert!(calls >= 4, "{calls} tool calls in the rows");
+    // The server's own accounting, recorded per exchange.
+    let db = dir.path().join("demo.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (models, completion): (String, i64) = conn
+        .query_row(
+            "SELECT group_concat(DISTINCT model), SUM(completion_tokens) FROM exchanges",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(models, ALIAS);
+    assert!(completion > 0);
+    drop(conn);
+
+    drop(server);
+    ok(bin().arg("run").arg(&p).arg("--replay").output().unwrap());
+    assert!(first == files(&out), "replayed shards and manifest differ");
+    let audit = ok(bin()
+        .arg("audit")
+        .arg(out.join("manifest.json"))
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap());
+    assert!(audit.contains("audit passed"), "{audit}");
 }

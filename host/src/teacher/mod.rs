@@ -208,6 +208,16 @@ pub struct ParseOptions {
     pub text_tool_calls: bool,
 }
 
+impl ParseOptions {
+    /// The options for the answer to `request`: text is searched for tool calls only where the
+    /// request offered tools (a PR description that quotes a `<tool_call>` stays text).
+    pub fn for_request(&self, request: &ChatRequest) -> ParseOptions {
+        ParseOptions {
+            text_tool_calls: self.text_tool_calls && !request.tools.is_empty(),
+        }
+    }
+}
+
 impl Default for ParseOptions {
     fn default() -> Self {
         ParseOptions {

@@ -94,7 +94,7 @@ impl OpenAiTeacher {
         self
     }
 
-    async fn attempt(&self, body: &[u8], sha: &str, sample: u32) -> Attempt {
+    async fn attempt(&self, body: &[u8], sha: &str, sample: u32, parse: ParseOptions) -> Attempt {
         let _permit = self
             .limit
             .acquire()
@@ -133,7 +133,7 @@ impl OpenAiTeacher {
         let latency_ms = start.elapsed().as_millis() as u64;
         let text = || String::from_utf8_lossy(&bytes[..bytes.len().min(2000)]).into_owned();
         match status {
-            200..=299 => match parse_response_with(&bytes, &self.parse) {
+            200..=299 => match parse_response_with(&bytes, &parse) {
                 Ok((message, finish_reason, usage)) => Attempt::Done(Completion {
                     message,
                     finish_reason,
@@ -215,7 +215,10 @@ impl Teacher for OpenAiTeacher {
             let sha = request.sha256();
             let mut last = String::new();
             for attempt in 0..self.retry.max_attempts {
-                match self.attempt(body, sha, sample).await {
+                match self
+                    .attempt(body, sha, sample, self.parse.for_request(request))
+                    .await
+                {
                     Attempt::Done(c) => return Ok(c),
                     Attempt::Fatal(e) => return Err(e),
                     Attempt::Retry { why, after } => {

@@ -72,7 +72,7 @@ impl Teacher for RecordingTeacher {
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
             let sha = request.sha256().to_string();
-            if let Some(c) = lookup(&self.corpus, &sha, sample, &self.parse)? {
+            if let Some(c) = lookup(&self.corpus, &sha, sample, &self.parse.for_request(request))? {
                 return Ok(c);
             }
             let c = self.inner.complete(request, sample).await?;
@@ -92,8 +92,13 @@ impl Teacher for RecordingTeacher {
                 .put_exchange(request.canonical(), &ex)
                 .map_err(|e| TeacherError::Storage(format!("{e:#}")))?;
             // Answer with what a replay will read back, so both give identical trajectories.
-            lookup(&self.corpus, &ex.request_sha256, sample, &self.parse)?
-                .ok_or_else(|| TeacherError::Storage("an exchange just stored is missing".into()))
+            lookup(
+                &self.corpus,
+                &ex.request_sha256,
+                sample,
+                &self.parse.for_request(request),
+            )?
+            .ok_or_else(|| TeacherError::Storage("an exchange just stored is missing".into()))
         })
     }
 
@@ -130,10 +135,12 @@ impl Teacher for ReplayTeacher {
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
             let sha = request.sha256().to_string();
-            lookup(&self.corpus, &sha, sample, &self.parse)?.ok_or(TeacherError::NotRecorded {
-                request_sha256: sha,
-                sample,
-            })
+            lookup(&self.corpus, &sha, sample, &self.parse.for_request(request))?.ok_or(
+                TeacherError::NotRecorded {
+                    request_sha256: sha,
+                    sample,
+                },
+            )
         })
     }
 

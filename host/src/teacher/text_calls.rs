@@ -78,40 +78,29 @@ fn call(name: &str, arguments: String) -> ToolCall {
     }
 }
 
+/// One call, or `None` when the text is not a whole call: broken JSON (an answer cut at
+/// `max_tokens`, say) or arguments that are not a JSON object stay text. A call with such
+/// arguments would go back to the server in the next request's history, and servers that
+/// render history with the model's chat template (llama.cpp) refuse it there.
 fn parse_one(body: &str) -> Option<ToolCall> {
     if body.starts_with("<function=") {
         return parse_xml(body);
     }
-    let v: Value = match serde_json::from_str(body) {
-        Ok(v) => v,
-        // A name can still be read from broken JSON; its arguments then go to the agent loop
-        // as they are, which answers that they are not a valid JSON object.
-        Err(_) => {
-            let name = broken_json_name(body)?;
-            let args = body
-                .find("\"arguments\"")
-                .map(|i| body[i + "\"arguments\"".len()..].trim_start_matches([' ', ':']))
-                .unwrap_or("")
-                .trim_end_matches('}')
-                .trim();
-            return Some(call(&name, args.to_string()));
-        }
-    };
+    let v: Value = serde_json::from_str(body).ok()?;
     let name = v.get("name").and_then(Value::as_str)?;
     let arguments = match v.get("arguments").or_else(|| v.get("parameters")) {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => {
+            let parsed: Value = serde_json::from_str(s).ok()?;
+            if !parsed.is_object() {
+                return None;
+            }
+            s.clone()
+        }
         Some(Value::Null) | None => "{}".to_string(),
-        Some(other) => canonical_json(other),
+        Some(obj @ Value::Object(_)) => canonical_json(obj),
+        Some(_) => return None,
     };
     Some(call(name, arguments))
-}
-
-fn broken_json_name(body: &str) -> Option<String> {
-    let i = body.find("\"name\"")?;
-    let after = body[i + "\"name\"".len()..].trim_start_matches([' ', ':']);
-    let after = after.strip_prefix('"')?;
-    let end = after.find('"')?;
-    Some(after[..end].to_string())
 }
 
 fn parse_xml(body: &str) -> Option<ToolCall> {
@@ -142,17 +131,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hermes_calls_with_object_string_and_broken_arguments() {
-        let text = "I will look.\n<tool_call>\n{\"name\": \"bash\", \"arguments\": {\"command\": \"ls -la\"}}\n</tool_call>\n<tool_call>{\"name\":\"view\",\"arguments\":\"{\\\"path\\\": \\\"a.py\\\"}\"}</tool_call><tool_call>{\"name\": \"bash\", \"arguments\": {\"command\": \"}</tool_call>";
+    fn hermes_calls_with_object_and_string_arguments_and_a_cut_one_left_as_text() {
+        let text = concat!(
+            "I will look.\n<tool_call>\n{\"name\": \"bash\", \"arguments\": {\"command\": \"ls -la\"}}\n</tool_call>\n",
+            "<tool_call>{\"name\":\"view\",\"arguments\":\"{\\\"path\\\": \\\"a.py\\\"}\"}</tool_call>\n",
+            "<tool_call>\n{\"name\": \"submit\", \"argu"
+        );
         let (rest, calls) = extract(text);
-        assert_eq!(rest, "I will look.");
-        assert_eq!(calls.len(), 3);
+        assert_eq!(calls.len(), 2);
         assert_eq!(calls[0].function.name, "bash");
         assert_eq!(calls[0].function.arguments, r#"{"command":"ls -la"}"#);
         assert_eq!(calls[1].function.name, "view");
         assert_eq!(calls[1].function.arguments, r#"{"path": "a.py"}"#);
-        assert_eq!(calls[2].function.name, "bash");
-        assert!(serde_json::from_str::<Value>(&calls[2].function.arguments).is_err());
+        // Cut at max_tokens: not a call, kept as the text it is.
+        assert!(rest.starts_with("I will look."), "{rest}");
+        assert!(
+            rest.ends_with("<tool_call>\n{\"name\": \"submit\", \"argu"),
+            "{rest}"
+        );
+        let (rest, calls) =
+            extract("<tool_call>{\"name\": \"bash\", \"arguments\": \"ls\"}</tool_call>");
+        assert!(
+            calls.is_empty(),
+            "string arguments that are not a JSON object"
+        );
+        assert!(rest.starts_with("<tool_call>"));
     }
 
     #[test]
