@@ -14,6 +14,7 @@ use sera_host::corpus::{ingest, Corpus, Entry, IngestOptions, Source};
 use sera_host::plugin::{Limits, ToolsPlugin};
 use sera_host::rollout::job::{find_function, function_vars, SharedCorpus};
 use sera_host::rollout::patch::{pin_mtimes, workspace_patch};
+use sera_host::rollout::trajectory::Role;
 use sera_host::rollout::{run, Outcome, Rollout, RolloutSpec};
 use sera_host::teacher::serve::{Fault, LoopbackTeacher};
 use sera_host::teacher::{
@@ -593,7 +594,7 @@ async fn api_key_extra_fields_and_concurrency_limit() {
             let request = ChatRequest {
                 model: "m".into(),
                 messages: vec![sera_host::rollout::trajectory::Message::text(
-                    sera_host::rollout::trajectory::Role::User,
+                    Role::User,
                     format!("Look at `f{i}` in `m.py`."),
                 )],
                 // With tools: the scripted policy answers a request without tools in text.
@@ -798,4 +799,59 @@ fn patch_from_the_write_log_equals_the_full_scan_for_every_kind_of_change() {
     assert!(workspace_patch(&base, ws.path(), blob)
         .unwrap()
         .contains("diff --git a/hard.py b/hard.py\nnew file"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_real_servers_answer_empty_choices_cut_answers_reasoning_and_calls_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = textwrap_repo();
+    let (corpus, snapshot) = corpus_with(dir.path(), repo.path().to_str().unwrap());
+    let mut faults = vec![Fault::EmptyChoices, Fault::Length, Fault::Reasoning];
+    faults.extend(std::iter::repeat_n(Fault::ToolCallsAsText, 20));
+    let server = LoopbackTeacher::start(faults, Duration::ZERO)
+        .await
+        .unwrap();
+    let teacher = OpenAiTeacher::new(
+        &server.url(),
+        None,
+        2,
+        Duration::from_secs(5),
+        fast_retries(2),
+    )
+    .unwrap();
+    let ws = tempfile::tempdir().unwrap();
+    let r = rollout_in(&corpus, &snapshot, "TextWrapper.wrap", &teacher, ws.path()).await;
+    assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
+    let steps = &r.trajectory.steps;
+    assert_eq!(steps[0].finish_reason, "no-choices");
+    assert_eq!(steps[0].usage.prompt_tokens, 7);
+    assert_eq!(steps[1].finish_reason, "length");
+    let answers: Vec<_> = r
+        .trajectory
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .collect();
+    // An empty answer, then a cut one whose half call stays text: both told to call a tool.
+    assert!(answers[0].content.is_empty() && answers[0].tool_calls.is_empty());
+    assert!(answers[1].tool_calls.is_empty());
+    assert!(
+        answers[1].content.ends_with("\"argu"),
+        "{}",
+        answers[1].content
+    );
+    // Reasoning kept where the server put it: the field, and the <think> block in the text.
+    assert_eq!(
+        answers[2].reasoning_content.as_deref(),
+        Some("First find the function, then edit it.")
+    );
+    assert!(answers[2].content.starts_with("<think>"));
+    assert!(!answers[2].tool_calls.is_empty());
+    // Calls written as text became calls, and the rollout went on to edit and submit.
+    for a in &answers[3..] {
+        assert!(!a.tool_calls.is_empty(), "{a:?}");
+        assert!(!a.content.contains("<tool_call>"), "{a:?}");
+    }
+    assert!(!r.patch.is_empty());
+    assert_patch_reproduces(&corpus, &snapshot, &r.patch, ws.path());
 }

@@ -29,6 +29,17 @@ pub enum Fault {
     DropConnection,
     /// HTTP 400 with a context-length message, as vLLM sends it.
     ContextLength,
+    /// HTTP 200 with an empty `choices` list.
+    EmptyChoices,
+    /// HTTP 200: an answer cut at `max_tokens` (`finish_reason: "length"`), mid tool call, in
+    /// text.
+    Length,
+    /// The good answer, its tool calls written as Hermes `<tool_call>` text in `content`, as a
+    /// server without a tool parser returns them.
+    ToolCallsAsText,
+    /// The good answer with `reasoning_content` and a `<think>` block before its content, as
+    /// reasoning models send them.
+    Reasoning,
 }
 
 struct State {
@@ -91,7 +102,8 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(Dropped),
     };
-    match state.faults.get(n) {
+    let fault = state.faults.get(n);
+    match fault {
         Some(Fault::ServerError) => {
             return Ok(reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -117,7 +129,19 @@ async fn handle(
                 r#"{"object":"error","message":"This model's maximum context length is 32768 tokens. However, you requested 40000 tokens.","type":"BadRequestError","code":400}"#,
             ))
         }
-        None => {}
+        Some(Fault::EmptyChoices) => {
+            return Ok(reply(
+                StatusCode::OK,
+                r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":0,"total_tokens":7}}"#,
+            ))
+        }
+        Some(Fault::Length) => {
+            return Ok(reply(
+                StatusCode::OK,
+                r#"{"choices":[{"message":{"role":"assistant","content":"Let me look at the file.\n<tool_call>\n{\"name\": \"str_replace_editor\", \"argu"},"finish_reason":"length"}],"usage":{"prompt_tokens":7,"completion_tokens":16,"total_tokens":23}}"#,
+            ))
+        }
+        Some(Fault::ToolCallsAsText) | Some(Fault::Reasoning) | None => {}
     }
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
@@ -131,7 +155,37 @@ async fn handle(
             ))
         }
     };
-    let response = super::scripted::respond(&request);
+    let mut response = super::scripted::respond(&request);
+    let message = &mut response["choices"][0]["message"];
+    match fault {
+        Some(Fault::ToolCallsAsText) => {
+            let mut text = message["content"].as_str().unwrap_or("").to_string();
+            for call in message["tool_calls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                let f = &call["function"];
+                let args: serde_json::Value =
+                    serde_json::from_str(f["arguments"].as_str().unwrap_or("{}"))
+                        .unwrap_or_default();
+                text.push_str(&format!(
+                    "\n<tool_call>\n{}\n</tool_call>",
+                    serde_json::json!({"name": f["name"], "arguments": args})
+                ));
+            }
+            message["content"] = text.into();
+            message["tool_calls"] = serde_json::Value::Null;
+        }
+        Some(Fault::Reasoning) => {
+            let text = message["content"].as_str().unwrap_or("").to_string();
+            message["content"] =
+                format!("<think>The target is the function named in the task.</think>\n{text}")
+                    .into();
+            message["reasoning_content"] = "First find the function, then edit it.".into();
+        }
+        _ => {}
+    }
     Ok(reply(StatusCode::OK, response.to_string()))
 }
 
