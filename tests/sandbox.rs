@@ -606,3 +606,42 @@ fn a_program_that_is_not_a_helper_is_refused_not_left_running() {
         .iter()
         .all(|p| !p.contains("yes")));
 }
+
+#[test]
+fn what_a_killed_host_left_behind_is_swept_by_the_next_one() {
+    // A host killed with SIGKILL cleans nothing up; the next sandbox removes its scratch
+    // directory (and its empty cgroups) once its pid is gone.
+    let ws = workspace();
+    let mut host = Command::new(bin())
+        .args(["sandbox", "run", "--timeout-s", "60", "--workspace"])
+        .arg(ws.path())
+        .args(["--", "sleep 30"])
+        .spawn()
+        .unwrap();
+    let prefix = format!("sera-sandbox-{}-", host.id());
+    let tmp = std::env::temp_dir();
+    let scratch = || -> Vec<PathBuf> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    };
+    let start = Instant::now();
+    while scratch().is_empty() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let left = scratch();
+    assert!(
+        !left.is_empty(),
+        "the killed host left no scratch directory to sweep"
+    );
+    let _next = library_sandbox();
+    for d in left {
+        assert!(!d.exists(), "{} was not swept", d.display());
+    }
+}

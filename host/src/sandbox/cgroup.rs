@@ -38,10 +38,35 @@ pub fn find() -> Option<PidsParent> {
             }
         }
         if probe(&dir) {
+            sweep_dead_owners(&dir);
             return Some(PidsParent { dir });
         }
     }
     None
+}
+
+/// Removes the cgroups that hosts which have died since (killed, say, before they could clean
+/// up) left under `dir`: `sera-PID-N` whose PID is gone.
+fn sweep_dead_owners(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if dead_owner(&e.file_name().to_string_lossy(), "sera-").is_none() {
+            continue;
+        }
+        let cg = PidsCgroup { dir: e.path() };
+        cg.kill_all();
+        let _ = std::fs::remove_dir(&cg.dir);
+        // Not pending: a later sweep finds it again if it is not empty yet.
+        std::mem::forget(cg);
+    }
+}
+
+/// The PID in `PREFIXpid-...` when no process has it any more.
+pub(crate) fn dead_owner(name: &str, prefix: &str) -> Option<u32> {
+    let pid: u32 = name.strip_prefix(prefix)?.split('-').next()?.parse().ok()?;
+    (pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
 }
 
 fn probe(dir: &Path) -> bool {

@@ -115,6 +115,20 @@ impl Drop for Sandbox {
     }
 }
 
+/// Removes the scratch directories of hosts that died without cleaning up (`sera-sandbox-PID-*`
+/// whose PID is gone): their commands' /tmp went with them.
+fn sweep_dead_scratch() {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if cgroup::dead_owner(&e.file_name().to_string_lossy(), "sera-sandbox-").is_some() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A command's /tmp, removed when the call ends.
 struct CommandTmp(PathBuf);
 
@@ -207,8 +221,9 @@ impl Sandbox {
             .split(',')
             .filter_map(|l| Layer::parse(l.trim()))
             .collect();
+        sweep_dead_scratch();
         let scratch = tempfile::Builder::new()
-            .prefix("sera-sandbox-")
+            .prefix(&format!("sera-sandbox-{}-", std::process::id()))
             .tempdir()
             .context("cannot create the sandbox's scratch directory")?;
         std::fs::create_dir(scratch.path().join("root"))
