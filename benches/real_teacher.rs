@@ -9,17 +9,18 @@
 //! (SERA_BENCH_ROLLOUTS rollouts per setting, default 16).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sera_host::corpus::{ingest, Corpus, IngestOptions, Source};
 use sera_host::plugin::{Limits, PluginEngine, PluginSource, ToolsPlugin};
-use sera_host::rollout::job::{find_function, function_vars, workspace_root};
-use sera_host::rollout::patch::pin_mtimes;
-use sera_host::rollout::{run, RolloutSpec};
-use sera_host::teacher::{OpenAiTeacher, RetryPolicy, Teacher};
+use sera_host::rollout::job::{find_function, function_vars};
+use sera_host::rollout::RolloutSpec;
+use sera_host::teacher::{OpenAiTeacher, RetryPolicy};
+
+#[path = "support/in_flight.rs"]
+mod flight;
 
 struct Server(Child);
 
@@ -36,17 +37,6 @@ fn cpu_time() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-fn email_package() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import os, email; print(os.path.dirname(email.__file__))",
-        ])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn start(server: &str, model: &str, parallel: usize) -> (Server, u16) {
@@ -118,7 +108,7 @@ fn main() {
     let corpus = Corpus::open(&dir.path().join("bench.sqlite")).unwrap();
     let snap = ingest(
         &corpus,
-        &Source::Dir(email_package()),
+        &Source::Dir(flight::stdlib_package("email")),
         &IngestOptions::default(),
     )
     .unwrap()
@@ -142,62 +132,28 @@ fn main() {
             )
             .unwrap(),
         );
-        let mut jobs = Vec::new();
-        for i in 0..n {
-            let ws = tempfile::tempdir_in(workspace_root()).unwrap();
-            let base = {
-                let c = corpus.lock().unwrap();
-                c.export(&snap, ws.path()).unwrap();
-                c.entries(&snap).unwrap()
-            };
-            pin_mtimes(&base, ws.path()).unwrap();
-            let session = tools.open("bench", ws.path()).unwrap();
-            let mut spec = RolloutSpec::new("tiny-qwen", function_vars(&f));
-            spec.step_limit = 10;
-            spec.sampling.tool_choice = Some("required".into());
-            spec.sampling.max_tokens = Some(96);
-            spec.sampling.seed = Some(i as u64);
-            jobs.push((ws, base, session, spec));
-        }
-        let (cpu0, t) = (cpu_time(), Instant::now());
-        let (steps, tokens, _kept) = rt.block_on(async {
-            let mut handles = Vec::new();
-            for (ws, base, mut session, spec) in jobs {
-                let (teacher, corpus) = (teacher.clone(), corpus.clone());
-                handles.push(tokio::spawn(async move {
-                    let blob = |b: &str| corpus.lock().unwrap().blob(b);
-                    let teacher: &dyn Teacher = teacher.as_ref();
-                    let r = run(
-                        &spec,
-                        teacher,
-                        &mut session,
-                        "bench",
-                        ws.path(),
-                        &base,
-                        &blob,
-                    )
-                    .await
-                    .unwrap();
-                    let tokens: u64 = r
-                        .trajectory
-                        .steps
-                        .iter()
-                        .map(|s| s.usage.completion_tokens)
-                        .sum();
-                    (r.steps, tokens, ws)
-                }));
-            }
-            let (mut s, mut tk, mut kept) = (0u64, 0u64, Vec::new());
-            for h in handles {
-                let (a, b, ws) = h.await.unwrap();
-                s += u64::from(a);
-                tk += b;
-                kept.push(ws);
-            }
-            (s, tk, kept)
-        });
-        let wall = t.elapsed().as_secs_f64();
+        let jobs = flight::jobs(&corpus, &snap, &tools, n, |_| None);
+        let specs = (0..n)
+            .map(|i| {
+                let mut spec = RolloutSpec::new("tiny-qwen", function_vars(&f));
+                spec.step_limit = 10;
+                spec.sampling.tool_choice = Some("required".into());
+                spec.sampling.max_tokens = Some(96);
+                spec.sampling.seed = Some(i as u64);
+                Arc::new(spec)
+            })
+            .collect();
+        let cpu0 = cpu_time();
+        let (wall, rollouts, workspaces) =
+            flight::run_all(&rt, &corpus, jobs, teacher.clone(), specs);
         let host = (cpu_time() - cpu0).as_secs_f64();
+        drop(workspaces);
+        let steps: u64 = rollouts.iter().map(|r| u64::from(r.steps)).sum();
+        let tokens: u64 = rollouts
+            .iter()
+            .flat_map(|r| &r.trajectory.steps)
+            .map(|s| s.usage.completion_tokens)
+            .sum();
         println!(
             "--parallel {parallel}: {n} rollouts ({steps} steps) in {wall:.2} s = {:.2} rollouts/s, {:.0} completion tokens/s; sera-host CPU {:.3} s = {:.1}% of the wall time (target <= 2%)",
             n as f64 / wall,

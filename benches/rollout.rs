@@ -9,8 +9,6 @@
 //!
 //! Run: `cargo bench -p sera-host --bench rollout`.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,22 +17,13 @@ use sera_host::plugin::{Limits, PluginEngine, PluginSource, ToolsPlugin};
 use sera_host::rollout::job::{find_function, function_vars, workspace_root};
 use sera_host::rollout::patch::{pin_mtimes, workspace_patch};
 use sera_host::rollout::{run, Outcome, RolloutSpec};
-use sera_host::teacher::serve::LoopbackTeacher;
-use sera_host::teacher::{OpenAiTeacher, RetryPolicy, ScriptedTeacher, Teacher};
+use sera_host::teacher::ScriptedTeacher;
+
+#[path = "support/in_flight.rs"]
+mod flight;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn stdlib() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import os, textwrap; print(os.path.dirname(textwrap.__file__))",
-        ])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -48,10 +37,15 @@ fn main() {
         exclude: vec!["site-packages".into(), "__pycache__".into()],
         ..IngestOptions::default()
     };
-    let big = ingest(&corpus, &Source::Dir(stdlib()), &opts).unwrap();
+    let big = ingest(
+        &corpus,
+        &Source::Dir(flight::stdlib_package("textwrap")),
+        &opts,
+    )
+    .unwrap();
     let small = ingest(
         &corpus,
-        &Source::Dir(stdlib().join("email")),
+        &Source::Dir(flight::stdlib_package("textwrap").join("email")),
         &IngestOptions::default(),
     )
     .unwrap();
@@ -129,22 +123,7 @@ fn main() {
     let latency = Duration::from_millis(100);
     let f = find_function(&corpus.lock().unwrap(), &small.snapshot, "formataddr", None).unwrap();
     let spec = Arc::new(RolloutSpec::new("scripted", function_vars(&f)));
-    let (server, teacher) = rt.block_on(async {
-        let server = LoopbackTeacher::start(Vec::new(), latency).await.unwrap();
-        let retry = RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        };
-        let t = OpenAiTeacher::new(
-            &server.url(),
-            None,
-            in_flight,
-            Duration::from_secs(60),
-            retry,
-        )
-        .unwrap();
-        (server, Arc::new(t))
-    });
+    let (server, teacher) = flight::loopback_teacher(&rt, latency, in_flight);
     // The first round opens 256 connections and grows Tokio's blocking pool; the rounds after
     // it are the steady state a long pipeline runs in. SERA_BENCH_INFLIGHT_ROUNDS sets how many
     // (default 3, after the first).
@@ -154,52 +133,20 @@ fn main() {
         .unwrap_or(3);
     let mut warm = Vec::new();
     for round in 0..=repeats {
-        let mut jobs = Vec::new();
-        for _ in 0..in_flight {
-            let ws = tempfile::tempdir_in(workspace_root()).unwrap();
-            let base = {
-                let c = corpus.lock().unwrap();
-                c.export(&small.snapshot, ws.path()).unwrap();
-                c.entries(&small.snapshot).unwrap()
-            };
-            pin_mtimes(&base, ws.path()).unwrap();
-            let session = tools.open("bench", ws.path()).unwrap();
-            jobs.push((ws, base, session));
-        }
-        let t = Instant::now();
-        let (total_steps, workspaces) = rt.block_on(async {
-            let mut handles = Vec::new();
-            for (ws, base, mut session) in jobs {
-                let (teacher, spec, corpus) = (teacher.clone(), spec.clone(), corpus.clone());
-                handles.push(tokio::spawn(async move {
-                    let blob = |b: &str| corpus.lock().unwrap().blob(b);
-                    let teacher: &dyn Teacher = teacher.as_ref();
-                    let r = run(
-                        &spec,
-                        teacher,
-                        &mut session,
-                        "bench",
-                        ws.path(),
-                        &base,
-                        &blob,
-                    )
-                    .await
-                    .unwrap();
-                    assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
-                    // Removed after the clock stops, as workspaces were made before it started.
-                    (r.steps, ws)
-                }));
-            }
-            let (mut n, mut kept) = (0, Vec::new());
-            for h in handles {
-                let (steps, ws) = h.await.unwrap();
-                n += steps;
-                kept.push(ws);
-            }
-            (n, kept)
-        });
-        let wall = t.elapsed().as_secs_f64();
+        let jobs = flight::jobs(&corpus, &small.snapshot, &tools, in_flight, |_| None);
+        let (wall, rollouts, workspaces) = flight::run_all(
+            &rt,
+            &corpus,
+            jobs,
+            teacher.clone(),
+            vec![spec.clone(); in_flight],
+        );
         drop(workspaces);
+        let mut total_steps = 0;
+        for r in &rollouts {
+            assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
+            total_steps += r.steps;
+        }
         let per_rollout = total_steps as f64 / in_flight as f64;
         let ideal = in_flight as f64 / latency.as_secs_f64();
         let got = total_steps as f64 / wall;

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 use sera_host::corpus::{ingest, Corpus, IngestOptions, Source};
 use sera_host::exec::plan::{EnvMode, ExecPlan};
 use sera_host::plugin::{Limits, PluginEngine, PluginSource, ToolsPlugin};
-use sera_host::rollout::job::{find_function, function_vars, workspace_root};
-use sera_host::rollout::patch::pin_mtimes;
-use sera_host::rollout::{run, Outcome, RolloutSpec};
+use sera_host::rollout::job::{find_function, function_vars};
+use sera_host::rollout::{Outcome, RolloutSpec};
 use sera_host::sandbox::{Layer, Sandbox, SandboxConfig};
-use sera_host::teacher::serve::LoopbackTeacher;
-use sera_host::teacher::{OpenAiTeacher, RetryPolicy, Teacher};
+
+#[path = "support/in_flight.rs"]
+mod flight;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -106,17 +106,6 @@ fn main() {
     part2();
 }
 
-fn email_package() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import os, email; print(os.path.dirname(email.__file__))",
-        ])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// Part 2: (rollouts/s, steps/s, commands run) of `rounds` rounds of 64 rollouts in flight.
 fn in_flight(rounds: usize, with_exec: bool) -> (f64, f64, u64) {
     let in_flight = 64;
@@ -129,7 +118,7 @@ fn in_flight(rounds: usize, with_exec: bool) -> (f64, f64, u64) {
     let corpus = Corpus::open(&dir.path().join("bench.sqlite")).unwrap();
     let snap = ingest(
         &corpus,
-        &Source::Dir(email_package()),
+        &Source::Dir(flight::stdlib_package("email")),
         &IngestOptions::default(),
     )
     .unwrap()
@@ -155,83 +144,36 @@ fn in_flight(rounds: usize, with_exec: bool) -> (f64, f64, u64) {
     let tools = ToolsPlugin::new(&engine, &loaded, "{}", Limits::default()).unwrap();
     let spec = Arc::new(RolloutSpec::new("scripted", function_vars(&f)));
     let latency = Duration::from_millis(100);
-    let (_server, teacher) = rt.block_on(async {
-        let server = LoopbackTeacher::start(Vec::new(), latency).await.unwrap();
-        let retry = RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        };
-        let t = OpenAiTeacher::new(
-            &server.url(),
-            None,
-            in_flight,
-            Duration::from_secs(60),
-            retry,
-        )
-        .unwrap();
-        (server, Arc::new(t))
-    });
+    let (_server, teacher) = flight::loopback_teacher(&rt, latency, in_flight);
     let (mut rollouts, mut steps, mut wall, mut commands) = (0usize, 0u64, 0.0f64, 0u64);
     // The first round warms connections and Tokio's blocking pool; it is not counted.
     for round in 0..=rounds {
-        let mut jobs = Vec::new();
-        for _ in 0..in_flight {
-            let ws = tempfile::tempdir_in(workspace_root()).unwrap();
-            let base = {
-                let c = corpus.lock().unwrap();
-                c.export(&snap, ws.path()).unwrap();
-                c.entries(&snap).unwrap()
-            };
-            pin_mtimes(&base, ws.path()).unwrap();
-            let host = plan
-                .as_ref()
-                .map(|p| p.for_rollout(&snap, ws.path()).unwrap().host);
-            let session = tools.open_with("bench", ws.path(), host).unwrap();
-            jobs.push((ws, base, session));
-        }
-        let t = Instant::now();
-        let (n, ran, _kept) = rt.block_on(async {
-            let mut handles = Vec::new();
-            for (ws, base, mut session) in jobs {
-                let (teacher, spec, corpus) = (teacher.clone(), spec.clone(), corpus.clone());
-                handles.push(tokio::spawn(async move {
-                    let blob = |b: &str| corpus.lock().unwrap().blob(b);
-                    let teacher: &dyn Teacher = teacher.as_ref();
-                    let r = run(
-                        &spec,
-                        teacher,
-                        &mut session,
-                        "bench",
-                        ws.path(),
-                        &base,
-                        &blob,
-                    )
-                    .await
-                    .unwrap();
-                    assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
-                    let messages = serde_json::to_value(&r.trajectory.messages).unwrap();
-                    let bash = messages
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .filter_map(|m| m["tool_calls"].as_array())
-                        .flatten()
-                        .filter(|c| c["function"]["name"] == "bash")
-                        .count() as u64;
-                    (r.steps, bash, ws)
-                }));
-            }
-            let (mut n, mut ran, mut kept) = (0u64, 0u64, Vec::new());
-            for h in handles {
-                let (s, b, ws) = h.await.unwrap();
-                n += u64::from(s);
-                ran += b;
-                kept.push(ws);
-            }
-            (n, ran, kept)
+        let jobs = flight::jobs(&corpus, &snap, &tools, in_flight, |ws| {
+            plan.as_ref()
+                .map(|p| p.for_rollout(&snap, ws).unwrap().host)
         });
+        let (took, done, workspaces) = flight::run_all(
+            &rt,
+            &corpus,
+            jobs,
+            teacher.clone(),
+            vec![spec.clone(); in_flight],
+        );
+        drop(workspaces);
+        let (mut n, mut ran) = (0u64, 0u64);
+        for r in &done {
+            assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
+            n += u64::from(r.steps);
+            ran += r
+                .trajectory
+                .messages
+                .iter()
+                .flat_map(|m| &m.tool_calls)
+                .filter(|c| c.function.name == "bash")
+                .count() as u64;
+        }
         if round > 0 {
-            wall += t.elapsed().as_secs_f64();
+            wall += took;
             rollouts += in_flight;
             steps += n;
             commands += ran;
