@@ -109,6 +109,28 @@ fn fast_retries(attempts: u32) -> RetryPolicy {
     }
 }
 
+/// A loopback server answering at once, with `faults`, and a client of it: `connections` at
+/// once, `timeout` per request, `attempts` quick retries.
+async fn loopback(
+    faults: Vec<Fault>,
+    connections: usize,
+    timeout: Duration,
+    attempts: u32,
+) -> (LoopbackTeacher, OpenAiTeacher) {
+    let server = LoopbackTeacher::start(faults, Duration::ZERO)
+        .await
+        .unwrap();
+    let teacher = OpenAiTeacher::new(
+        &server.url(),
+        None,
+        connections,
+        timeout,
+        fast_retries(attempts),
+    )
+    .unwrap();
+    (server, teacher)
+}
+
 /// Applies `patch` with `git apply` to a fresh export and compares with `workspace`.
 fn assert_patch_reproduces(corpus: &SharedCorpus, snapshot: &str, patch: &str, workspace: &Path) {
     let fresh = tempfile::tempdir().unwrap();
@@ -155,17 +177,7 @@ fn assert_patch_reproduces(corpus: &SharedCorpus, snapshot: &str, patch: &str, w
 async fn rollout_on_an_sdist_applies_with_git_and_replays_identically() {
     let dir = tempfile::tempdir().unwrap();
     let (corpus, snapshot) = corpus_with(dir.path(), "pip:requests==2.31.0");
-    let server = LoopbackTeacher::start(Vec::new(), Duration::ZERO)
-        .await
-        .unwrap();
-    let live = OpenAiTeacher::new(
-        &server.url(),
-        None,
-        4,
-        Duration::from_secs(30),
-        fast_retries(3),
-    )
-    .unwrap();
+    let (server, live) = loopback(Vec::new(), 4, Duration::from_secs(30), 3).await;
     let recording = RecordingTeacher::new(Box::new(live), corpus.clone());
     let ws = tempfile::tempdir().unwrap();
     let first = rollout_in(&corpus, &snapshot, "Session.send", &recording, ws.path()).await;
@@ -246,17 +258,7 @@ async fn injected_faults_are_retried_and_a_context_error_ends_only_its_rollout()
         Fault::MalformedJson,
         Fault::DropConnection,
     ];
-    let server = LoopbackTeacher::start(faults, Duration::ZERO)
-        .await
-        .unwrap();
-    let teacher = OpenAiTeacher::new(
-        &server.url(),
-        None,
-        2,
-        Duration::from_secs(2),
-        fast_retries(8),
-    )
-    .unwrap();
+    let (server, teacher) = loopback(faults, 2, Duration::from_secs(2), 8).await;
     let ws = tempfile::tempdir().unwrap();
     let t = Instant::now();
     let r = rollout_in(
@@ -279,17 +281,8 @@ async fn injected_faults_are_retried_and_a_context_error_ends_only_its_rollout()
 
     // A context-length 400 is not retried: that rollout ends with its own outcome and the
     // server's reason.
-    let server = LoopbackTeacher::start(vec![Fault::ContextLength], Duration::ZERO)
-        .await
-        .unwrap();
-    let teacher = OpenAiTeacher::new(
-        &server.url(),
-        None,
-        2,
-        Duration::from_secs(2),
-        fast_retries(8),
-    )
-    .unwrap();
+    let (server, teacher) =
+        loopback(vec![Fault::ContextLength], 2, Duration::from_secs(2), 8).await;
     let ws = tempfile::tempdir().unwrap();
     let r = rollout_in(&corpus, &snapshot, "TextWrapper.wrap", &teacher, ws.path()).await;
     assert_eq!(r.outcome, Outcome::ContextLength);
@@ -306,17 +299,8 @@ async fn injected_faults_are_retried_and_a_context_error_ends_only_its_rollout()
     assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
 
     // Retries run out: the rollout says how often it tried and why.
-    let server = LoopbackTeacher::start(vec![Fault::ServerError; 3], Duration::ZERO)
-        .await
-        .unwrap();
-    let teacher = OpenAiTeacher::new(
-        &server.url(),
-        None,
-        2,
-        Duration::from_secs(2),
-        fast_retries(3),
-    )
-    .unwrap();
+    let (_server, teacher) =
+        loopback(vec![Fault::ServerError; 3], 2, Duration::from_secs(2), 3).await;
     let ws = tempfile::tempdir().unwrap();
     let r = rollout_in(&corpus, &snapshot, "dedent", &teacher, ws.path()).await;
     assert_eq!(r.outcome, Outcome::TeacherError);
@@ -808,17 +792,7 @@ async fn what_real_servers_answer_empty_choices_cut_answers_reasoning_and_calls_
     let (corpus, snapshot) = corpus_with(dir.path(), repo.path().to_str().unwrap());
     let mut faults = vec![Fault::EmptyChoices, Fault::Length, Fault::Reasoning];
     faults.extend(std::iter::repeat_n(Fault::ToolCallsAsText, 20));
-    let server = LoopbackTeacher::start(faults, Duration::ZERO)
-        .await
-        .unwrap();
-    let teacher = OpenAiTeacher::new(
-        &server.url(),
-        None,
-        2,
-        Duration::from_secs(5),
-        fast_retries(2),
-    )
-    .unwrap();
+    let (_server, teacher) = loopback(faults, 2, Duration::from_secs(5), 2).await;
     let ws = tempfile::tempdir().unwrap();
     let r = rollout_in(&corpus, &snapshot, "TextWrapper.wrap", &teacher, ws.path()).await;
     assert_eq!(r.outcome, Outcome::Submitted, "{:?}", r.reason);
