@@ -164,21 +164,6 @@ fn corpus(dir: &Path) -> PathBuf {
     db
 }
 
-fn rows(out: &Path) -> Vec<Value> {
-    let m: Value =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
-    let mut rows = Vec::new();
-    for s in m["shards"].as_array().unwrap() {
-        let raw =
-            zstd::decode_all(&std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap()[..])
-                .unwrap();
-        for l in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            rows.push(serde_json::from_slice(l).unwrap());
-        }
-    }
-    rows
-}
-
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -354,7 +339,7 @@ fn shards_render_three_ways_deterministically_and_audit() {
         assert!(report.contains("rows: 7 ("), "{report}");
         shards(&db, &b, &["--render", render, "--rows-per-shard", "3"]);
         assert_eq!(files(&a), files(&b), "{render}: same inputs, same bytes");
-        let rows = rows(&a);
+        let rows = common::shard_rows(&a);
         assert_eq!(rows.len(), 7);
         let mut n_calls = 0;
         let mut n_results = 0;
@@ -402,7 +387,7 @@ fn shards_render_three_ways_deterministically_and_audit() {
         assert!(audit.contains("audit passed"), "{audit}");
     }
     // `explain` names where a row came from: the import, its file and place.
-    let first = rows(&dir.path().join("openai-a"))[0].clone();
+    let first = common::shard_rows(&dir.path().join("openai-a"))[0].clone();
     let id = first["metadata"]["row_id"].as_str().unwrap();
     let explained = ok(bin()
         .args(["explain", &id[..12], "--db"])
@@ -461,7 +446,7 @@ fn select_scores_filters_and_truncates_with_the_real_tokenizer() {
     );
     assert!(report.contains("not selected: error: "), "{report}");
     assert!(report.contains(": 6\n"), "{report}");
-    let r = rows(&out);
+    let r = common::shard_rows(&out);
     assert_eq!(r.len(), 1);
     let (matched, total) = independent_recall(&gold_patch(), &model_patch());
     assert_eq!(r[0]["metadata"]["r"], json!(matched as f64 / total as f64));
@@ -510,7 +495,7 @@ tokenizer = {{ kind = "qwen-bpe", dir = "{}", config = "{}" }}
     assert!(report.contains("tokenizer: byte-level BPE"), "{report}");
     assert!(report.contains("dropped: max-patch-lines: 1"), "{report}");
     assert!(report.contains("dropped: truncation ratio"), "{report}");
-    let kept = rows(&out2);
+    let kept = common::shard_rows(&out2);
     assert!(!kept.is_empty(), "{report}");
     for r in &kept {
         let ratio = r["metadata"]["truncation_ratio"].as_f64().unwrap();

@@ -57,20 +57,6 @@ fn pipeline_in(dir: &Path, edit: &dyn Fn(&str) -> String) -> PathBuf {
     p
 }
 
-fn rows(out: &Path) -> Vec<Value> {
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
-    let mut rows = Vec::new();
-    for s in manifest["shards"].as_array().unwrap() {
-        let bytes = std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap();
-        let raw = zstd::decode_all(&bytes[..]).unwrap();
-        for l in std::str::from_utf8(&raw).unwrap().lines() {
-            rows.push(serde_json::from_str(l).unwrap());
-        }
-    }
-    rows
-}
-
 /// (the bash command, its observation) of every `bash` call in a row.
 fn bash_calls(row: &Value) -> Vec<(String, String)> {
     let msgs = row["messages"].as_array().unwrap();
@@ -108,7 +94,7 @@ fn demo_runs_real_commands_and_replays_and_audits_without_running_any() {
     assert!(summary.contains("rollout 1 submitted 4"), "{summary}");
     let out = dir.path().join("out");
     let first = files(&out);
-    let rows = rows(&out);
+    let rows = common::shard_rows(&out);
     assert!(!rows.is_empty());
     for r in &rows {
         assert!(
@@ -220,7 +206,7 @@ fn an_environment_that_cannot_be_built_runs_bare_and_says_so() {
         .env("SERA_HOST_ENVS", &envs)
         .output()
         .unwrap());
-    for r in rows(&dir.path().join("out")) {
+    for r in common::shard_rows(&dir.path().join("out")) {
         let env = &r["metadata"]["environment"];
         assert_eq!(env["python"], "bare interpreter", "{env}");
         assert!(
@@ -304,7 +290,7 @@ fn without_exec_the_tools_offer_no_bash() {
         }
     });
     ok(bin().arg("run").arg(&p).output().unwrap());
-    for r in rows(&dir.path().join("out")) {
+    for r in common::shard_rows(&dir.path().join("out")) {
         assert!(!r["tools"]
             .as_array()
             .unwrap()

@@ -167,6 +167,21 @@ fn teacher_check_against_llama_server() {
     );
 }
 
+/// With the server stopped: `run --replay` writes the same bytes as the live run (`first`), and
+/// `audit` passes.
+fn replay_and_audit_offline(p: &Path, out: &Path, db: &Path, first: &[(String, Vec<u8>)]) {
+    ok(bin().arg("run").arg(p).arg("--replay").output().unwrap());
+    assert!(first == files(out), "replayed shards and manifest differ");
+    let audit = ok(bin()
+        .arg("audit")
+        .arg(out.join("manifest.json"))
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap());
+    assert!(audit.contains("audit passed"), "{audit}");
+}
+
 fn pipeline_for(dir: &Path, port: u16) -> PathBuf {
     pipeline_with(dir, port, 3)
 }
@@ -253,30 +268,13 @@ fn the_pipeline_against_llama_server_then_replay_and_audit_with_it_stopped() {
         assert!(*steps >= 1);
     }
     drop(conn);
-    let explain_rows = manifest["rows"].as_u64().unwrap();
-    for s in manifest["shards"].as_array().unwrap() {
-        let raw =
-            zstd::decode_all(&std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap()[..])
-                .unwrap();
-        for l in std::str::from_utf8(&raw).unwrap().lines() {
-            let row: Value = serde_json::from_str(l).unwrap();
-            assert_eq!(row["metadata"]["teacher_model"], ALIAS);
-        }
+    for row in common::shard_rows(&out) {
+        assert_eq!(row["metadata"]["teacher_model"], ALIAS);
     }
-    let _ = explain_rows;
 
     // The server stopped: the replay and the audit need nothing of it.
     drop(server);
-    ok(bin().arg("run").arg(&p).arg("--replay").output().unwrap());
-    assert!(first == files(&out), "replayed shards and manifest differ");
-    let audit = ok(bin()
-        .arg("audit")
-        .arg(out.join("manifest.json"))
-        .arg("--db")
-        .arg(&db)
-        .output()
-        .unwrap());
-    assert!(audit.contains("audit passed"), "{audit}");
+    replay_and_audit_offline(&p, &out, &db, &first);
 }
 
 #[test]
@@ -357,25 +355,19 @@ fn the_whole_pipeline_through_pr_synthesis_rollout_2_and_verification_against_ll
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert!(manifest["rows"].as_u64().unwrap() >= 2, "{summary}");
     let mut calls = 0;
-    for s in manifest["shards"].as_array().unwrap() {
-        let raw =
-            zstd::decode_all(&std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap()[..])
-                .unwrap();
-        for l in std::str::from_utf8(&raw).unwrap().lines() {
-            let row: Value = serde_json::from_str(l).unwrap();
-            assert_eq!(row["metadata"]["teacher_model"], ALIAS);
-            for m in row["messages"].as_array().unwrap() {
-                for c in m["tool_calls"].as_array().into_iter().flatten() {
-                    // Written by the model as text; a structured call in the row.
-                    assert!(["str_replace_editor", "submit"]
-                        .contains(&c["function"]["name"].as_str().unwrap()));
-                    calls += 1;
-                }
-                // Parsed out of the assistant's text (the PR description of a T2 row, the
-                // model's text too, keeps what it wrote).
-                if m["role"] == "assistant" {
-                    assert!(!m["content"].as_str().unwrap_or("").contains("<tool_call>"));
-                }
+    for row in common::shard_rows(&out) {
+        assert_eq!(row["metadata"]["teacher_model"], ALIAS);
+        for m in row["messages"].as_array().unwrap() {
+            for c in m["tool_calls"].as_array().into_iter().flatten() {
+                // Written by the model as text; a structured call in the row.
+                assert!(["str_replace_editor", "submit"]
+                    .contains(&c["function"]["name"].as_str().unwrap()));
+                calls += 1;
+            }
+            // Parsed out of the assistant's text (the PR description of a T2 row, the
+            // model's text too, keeps what it wrote).
+            if m["role"] == "assistant" {
+                assert!(!m["content"].as_str().unwrap_or("").contains("<tool_call>"));
             }
         }
     }
@@ -395,14 +387,5 @@ fn the_whole_pipeline_through_pr_synthesis_rollout_2_and_verification_against_ll
     drop(conn);
 
     drop(server);
-    ok(bin().arg("run").arg(&p).arg("--replay").output().unwrap());
-    assert!(first == files(&out), "replayed shards and manifest differ");
-    let audit = ok(bin()
-        .arg("audit")
-        .arg(out.join("manifest.json"))
-        .arg("--db")
-        .arg(&db)
-        .output()
-        .unwrap());
-    assert!(audit.contains("audit passed"), "{audit}");
+    replay_and_audit_offline(&p, &out, &db, &first);
 }

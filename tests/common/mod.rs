@@ -169,3 +169,18 @@ pub fn ok(out: std::process::Output) -> String {
     );
     text
 }
+
+/// Every row of the shards that `OUT/manifest.json` lists, in shard order.
+pub fn shard_rows(out: &Path) -> Vec<serde_json::Value> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let mut rows = Vec::new();
+    for s in manifest["shards"].as_array().unwrap() {
+        let bytes = std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap();
+        let raw = zstd::decode_all(&bytes[..]).unwrap();
+        for l in std::str::from_utf8(&raw).unwrap().lines() {
+            rows.push(serde_json::from_str(l).unwrap());
+        }
+    }
+    rows
+}
