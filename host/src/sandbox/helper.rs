@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use super::spec::{HelperSpec, Layer, LayerReport};
-use super::zygote::Inherited;
+use super::zygote::{Inherited, SKIPPED};
 /// Exit code of a helper whose setup failed (the report says why).
 pub const SETUP_FAILED: i32 = 125;
 
@@ -49,7 +49,7 @@ pub fn monotonic_us() -> u64 {
 }
 
 struct Reporter {
-    pipe: Option<std::fs::File>,
+    pipe: std::fs::File,
     best_effort: Vec<Layer>,
 }
 
@@ -57,14 +57,7 @@ impl Reporter {
     fn send(&mut self, r: &Report) {
         let mut line = serde_json::to_vec(r).unwrap_or_default();
         line.push(b'\n');
-        match &mut self.pipe {
-            Some(p) => {
-                let _ = p.write_all(&line);
-            }
-            None => {
-                let _ = std::io::stderr().write_all(&line);
-            }
-        }
+        let _ = self.pipe.write_all(&line);
     }
 
     /// Reports a layer; a failed one that is not best-effort ends the helper.
@@ -141,15 +134,11 @@ pub(crate) fn command_main(
         libc::setpgid(0, 0);
         libc::dup2(out.as_raw_fd(), 1);
         libc::dup2(out.as_raw_fd(), 2);
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::close(null);
-        }
     }
+    super::zygote::to_dev_null(&[0], libc::O_RDONLY);
     drop(out);
     let mut rep = Reporter {
-        pipe: Some(std::fs::File::from(report)),
+        pipe: std::fs::File::from(report),
         best_effort: Vec::new(),
     };
     let spec_json = match super::zygote::read_spec(&request) {
@@ -163,7 +152,7 @@ pub(crate) fn command_main(
     rep.mark("start");
     rep.best_effort = spec.best_effort.clone();
     let skip = |l: Layer| spec.skip.contains(&l);
-    let skipped = || Err::<String, String>("skipped ($SERA_HOST_SANDBOX_SKIP)".into());
+    let skipped = || Err::<String, String>(SKIPPED.into());
     set_rlimit(libc::RLIMIT_CORE, 0, 0);
 
     // Before this command's own user namespace: joining needs the zygote's credentials.
@@ -202,7 +191,7 @@ pub(crate) fn command_main(
     };
     rep.layer(Layer::Netns, netns);
     let mountns_ok = if skip(Layer::Mountns) {
-        Err("skipped ($SERA_HOST_SANDBOX_SKIP)".to_string())
+        Err(SKIPPED.to_string())
     } else {
         unshare(libc::CLONE_NEWNS)
     };
@@ -355,15 +344,7 @@ fn reset_signals() {
 /// The helper's part once the namespace's first process runs: wait, then end the way it did.
 fn wait_and_exit(child: libc::pid_t, rep: &mut Reporter, request: &UnixStream) -> ! {
     // The output pipe is the command's alone: its end of file must not wait for this process.
-    // SAFETY: replaces this process's own stdout and stderr.
-    unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-        if null >= 0 {
-            libc::dup2(null, 1);
-            libc::dup2(null, 2);
-            libc::close(null);
-        }
-    }
+    super::zygote::to_dev_null(&[1, 2], libc::O_WRONLY);
     let mut status = 0;
     loop {
         // SAFETY: waits for our own child.
@@ -377,9 +358,7 @@ fn wait_and_exit(child: libc::pid_t, rep: &mut Reporter, request: &UnixStream) -
     rep.mark("reaped");
     // The command and everything it started are gone (the pid namespace ended with its pid 1):
     // the host may go on now, without waiting for this process's namespaces to be torn down.
-    let mut line = serde_json::to_vec(&super::zygote::Answer::Status(status)).unwrap_or_default();
-    line.push(b'\n');
-    let _ = (&*request).write_all(&line);
+    super::zygote::Answer::Status(status).send(request);
     // SAFETY: plain libc calls that end this process.
     unsafe {
         if libc::WIFEXITED(status) {
@@ -522,7 +501,7 @@ fn inside(root: &Path, p: &Path) -> PathBuf {
 
 /// Makes `p` (a host path) visible at the same path under `root`: a symlink as a symlink, a
 /// directory or file as a read-only bind mount. Missing paths are skipped (`false`).
-fn expose(root: &Path, p: &Path, writable: bool) -> Result<bool, String> {
+fn expose(root: &Path, p: &Path) -> Result<bool, String> {
     let Ok(meta) = std::fs::symlink_metadata(p) else {
         return Ok(false);
     };
@@ -545,15 +524,13 @@ fn expose(root: &Path, p: &Path, writable: bool) -> Result<bool, String> {
         std::fs::write(&at, b"").map_err(|e| format!("create {}: {e}", at.display()))?;
     }
     mount(Some(p), &at, None, libc::MS_BIND | libc::MS_REC, None)?;
-    if !writable {
-        mount(
-            None,
-            &at,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_flags(p),
-            None,
-        )?;
-    }
+    mount(
+        None,
+        &at,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_flags(p),
+        None,
+    )?;
     Ok(true)
 }
 
@@ -586,7 +563,7 @@ pub(crate) fn build_template(root: &Path, read_only: &[PathBuf]) -> Result<Strin
     // Paths under /tmp are exposed per command, on top of its own /tmp.
     let mut exposed = 0;
     for p in read_only.iter().filter(|p| !p.starts_with("/tmp")) {
-        if expose(root, p, false)? {
+        if expose(root, p)? {
             exposed += 1;
         }
     }
@@ -654,7 +631,7 @@ fn enter_root(spec: &HelperSpec, root: &Path, template: &str) -> Result<String, 
     )?;
     // After /tmp: read-only paths under the host's /tmp (a test cache, say) stay visible.
     for p in spec.read_only.iter().filter(|p| p.starts_with("/tmp")) {
-        expose(root, p, false)?;
+        expose(root, p)?;
     }
     mount(
         None,

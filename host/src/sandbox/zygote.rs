@@ -71,6 +71,32 @@ pub enum Answer {
     Status(i32),
 }
 
+impl Answer {
+    /// Writes this answer as one line; a host that has gone away is not an error here.
+    pub(crate) fn send(&self, mut request: &UnixStream) {
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        let _ = request.write_all(&line);
+    }
+}
+
+/// The reason a layer left out by `$SERA_HOST_SANDBOX_SKIP` gives.
+pub(crate) const SKIPPED: &str = "skipped ($SERA_HOST_SANDBOX_SKIP)";
+
+/// Points the descriptors `fds` of this process at /dev/null, opened with `flags`.
+pub(crate) fn to_dev_null(fds: &[RawFd], flags: libc::c_int) {
+    // SAFETY: opens /dev/null and replaces this process's own descriptors with it.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), flags);
+        if null >= 0 {
+            for fd in fds {
+                libc::dup2(null, *fd);
+            }
+            libc::close(null);
+        }
+    }
+}
+
 fn landlock_abi() -> i32 {
     // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only returns
     // the ABI version.
@@ -100,33 +126,29 @@ pub fn serve(config_json: &str) -> ! {
     // SAFETY: plain libc calls on this process's own state.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let userns = if skip(Layer::Userns) {
-        Err("skipped ($SERA_HOST_SANDBOX_SKIP)".into())
+        Err(SKIPPED.into())
     } else {
         super::helper::enter_userns(uid, gid)
     };
     let netns = if skip(Layer::Netns) {
-        Err("skipped ($SERA_HOST_SANDBOX_SKIP)".into())
+        Err(SKIPPED.into())
     } else {
         super::helper::unshare(libc::CLONE_NEWNET)
             .map(|_| "no interface but a loopback that is down".into())
     };
     let template = if skip(Layer::Mountns) {
-        Err("skipped ($SERA_HOST_SANDBOX_SKIP)".into())
+        Err(SKIPPED.into())
     } else {
         super::helper::build_template(&config.root, &config.read_only)
             .map(|what| (config.root.clone(), what))
     };
     // Ready: the host waits for this line before it hands over any command, so that a program
     // that is not a helper is found out rather than left running.
-    // SAFETY: writes to and then replaces this process's own stdout.
+    // SAFETY: writes to this process's own stdout.
     unsafe {
         libc::write(1, b"ready\n".as_ptr().cast(), 6);
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-        if null >= 0 {
-            libc::dup2(null, 1);
-            libc::close(null);
-        }
     }
+    to_dev_null(&[1], libc::O_WRONLY);
     let inherited = Inherited {
         userns,
         netns,
@@ -169,9 +191,7 @@ pub fn serve(config_json: &str) -> ! {
             let mut status = 0;
             // SAFETY: waits for our own child, which the pidfd says has ended.
             unsafe { libc::waitpid(r.pid, &mut status, 0) };
-            let mut line = serde_json::to_vec(&Answer::Status(status)).unwrap_or_default();
-            line.push(b'\n');
-            let _ = (&r.request).write_all(&line);
+            Answer::Status(status).send(&r.request);
         }
         if fds[0].revents == 0 {
             continue;
@@ -219,17 +239,13 @@ pub fn serve(config_json: &str) -> ! {
         }
         // SAFETY: our own child, not reaped yet.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let mut line = serde_json::to_vec(&Answer::Pid(pid)).unwrap_or_default();
-        line.push(b'\n');
-        let _ = (&request).write_all(&line);
+        Answer::Pid(pid).send(&request);
         if pidfd < 0 {
             // Cannot watch it: wait for it here rather than leave it unreaped.
             let mut status = 0;
             // SAFETY: our own child.
             unsafe { libc::waitpid(pid, &mut status, 0) };
-            let mut line = serde_json::to_vec(&Answer::Status(status)).unwrap_or_default();
-            line.push(b'\n');
-            let _ = (&request).write_all(&line);
+            Answer::Status(status).send(&request);
             continue;
         }
         running.push(Running {

@@ -33,6 +33,19 @@ pub struct ToolProbe {
     pub error: Option<String>,
 }
 
+impl ToolProbe {
+    fn failed(tool_choice: &str, latency_ms: u64, error: String) -> ToolProbe {
+        ToolProbe {
+            tool_choice: tool_choice.into(),
+            calls: "error".into(),
+            valid_arguments: false,
+            finish_reason: String::new(),
+            latency_ms,
+            error: Some(error),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
     pub url: String,
@@ -75,46 +88,41 @@ struct Client {
 }
 
 impl Client {
-    async fn get(&self, url: &str) -> Result<Value, String> {
-        let mut req = self.http.get(url).timeout(self.timeout);
+    /// (body, latency in ms) of a successful exchange; the status and the body's start
+    /// otherwise.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(Vec<u8>, u64), String> {
+        let start = Instant::now();
+        let mut req = req.timeout(self.timeout);
         if let Some(k) = &self.api_key {
             req = req.bearer_auth(k);
         }
         let resp = req.send().await.map_err(|e| e.to_string())?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        let ms = start.elapsed().as_millis() as u64;
         if !status.is_success() {
             return Err(format!(
                 "HTTP {status}: {}",
                 String::from_utf8_lossy(&body[..body.len().min(300)])
             ));
         }
+        Ok((body.to_vec(), ms))
+    }
+
+    async fn get(&self, url: &str) -> Result<Value, String> {
+        let (body, _) = self.send(self.http.get(url)).await?;
         serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
     }
 
     /// (raw response, latency) of one chat completion.
     async fn chat(&self, body: &Value) -> Result<(Vec<u8>, u64), String> {
-        let start = Instant::now();
-        let mut req = self
-            .http
-            .post(format!("{}/chat/completions", self.base))
-            .timeout(self.timeout)
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(body).expect("a request is always JSON"));
-        if let Some(k) = &self.api_key {
-            req = req.bearer_auth(k);
-        }
-        let resp = req.send().await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-        let ms = start.elapsed().as_millis() as u64;
-        if !status.is_success() {
-            return Err(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            ));
-        }
-        Ok((bytes.to_vec(), ms))
+        self.send(
+            self.http
+                .post(format!("{}/chat/completions", self.base))
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(body).expect("a request is always JSON")),
+        )
+        .await
     }
 }
 
@@ -214,28 +222,14 @@ pub async fn check(opts: &CheckOptions) -> anyhow::Result<CheckReport> {
             "seed": 1234,
         });
         let probe = match client.chat(&body).await {
-            Err(e) => ToolProbe {
-                tool_choice: choice.into(),
-                calls: "error".into(),
-                valid_arguments: false,
-                finish_reason: String::new(),
-                latency_ms: 0,
-                error: Some(e),
-            },
+            Err(e) => ToolProbe::failed(choice, 0, e),
             Ok((raw, ms)) => {
                 let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
                 let msg = &v["choices"][0]["message"];
                 let structured = msg["tool_calls"].as_array().is_some_and(|c| !c.is_empty());
                 let content = msg["content"].as_str().unwrap_or("");
                 match parse_response(&raw) {
-                    Err(e) => ToolProbe {
-                        tool_choice: choice.into(),
-                        calls: "error".into(),
-                        valid_arguments: false,
-                        finish_reason: String::new(),
-                        latency_ms: ms,
-                        error: Some(e),
-                    },
+                    Err(e) => ToolProbe::failed(choice, ms, e),
                     Ok((m, finish, _)) => ToolProbe {
                         tool_choice: choice.into(),
                         calls: if m.tool_calls.is_empty() {
