@@ -5,6 +5,7 @@
 //! WebAssembly components run sandboxed by wasmtime.
 
 pub mod cli;
+pub mod cluster;
 pub mod corpus;
 pub mod dataset;
 pub mod exec;

@@ -84,6 +84,17 @@ pub enum CorpusCommand {
     /// Python environments for snapshots (what the teacher's commands run with).
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Merge corpora (e.g. the workers' of `run --worker I/N`) into --db: a set union of
+    /// content-addressed records, every copied blob re-hashed; idempotent and order-free, and a
+    /// merge stopped midway is finished by running it again. The same key with different
+    /// content is an error naming both files.
+    Merge {
+        /// The corpora to merge in.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,6 +197,15 @@ pub fn run(args: CorpusArgs) -> Result<ExitCode> {
     let db = &args.db;
     match args.command {
         CorpusCommand::Env(cmd) => return env_cmd(db, cmd),
+        CorpusCommand::Merge { sources, json } => {
+            let report = crate::corpus::merge(db, &sources)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", report.render());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         CorpusCommand::Ingest {
             source,
             name,

@@ -23,6 +23,21 @@ pub struct RunArgs {
     /// Print the closing summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Do only partition I of N of the items (e.g. 0/8), into the worker's own corpus, and stop
+    /// before the shards: the partition depends on nothing but the item.
+    #[arg(long, value_name = "I/N", conflicts_with_all = ["finalize", "replay"])]
+    worker: Option<String>,
+    /// The corpus file instead of the pipeline's `db` (a worker's default: the pipeline's db
+    /// with `.worker-I-of-N` before its extension).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// After `corpus merge`: write the shards and manifest from the merged corpus, never asking
+    /// the teacher; fails when an item was not finished by some worker.
+    #[arg(long, conflicts_with = "replay")]
+    finalize: bool,
+    /// With --finalize: write the shards from the finished items only (with a warning).
+    #[arg(long, requires = "finalize")]
+    allow_incomplete: bool,
 }
 
 #[derive(Args, Debug)]
@@ -51,14 +66,37 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let p = Pipeline::load(&args.pipeline)?;
-    let mode = if args.replay {
+    let mut p = Pipeline::load(&args.pipeline)?;
+    let worker = args
+        .worker
+        .as_deref()
+        .map(crate::cluster::Worker::parse)
+        .transpose()?;
+    if let Some(db) = &args.db {
+        p.db = db.clone();
+    } else if let Some(w) = worker {
+        p.db = w.db_path(&p.db);
+    }
+    if args.finalize && !p.db.exists() {
+        anyhow::bail!(
+            "--finalize: {}: no such corpus (merge the workers' corpora into it first: `sera-host corpus merge ... --db {}`)",
+            p.db.display(),
+            p.db.display()
+        );
+    }
+    let mode = if args.replay || args.finalize {
         Mode::Replay
     } else {
         Mode::Live
     };
+    let scope = crate::pipeline::Scope {
+        worker,
+        finalize: args.finalize,
+        allow_incomplete: args.allow_incomplete,
+    };
     let progress = !args.no_progress && std::io::stderr().is_terminal();
-    let summary = runtime()?.block_on(crate::pipeline::execute(&p, mode, progress))?;
+    let summary =
+        runtime()?.block_on(crate::pipeline::execute_scoped(&p, mode, progress, scope))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

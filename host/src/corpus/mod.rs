@@ -11,6 +11,8 @@ mod execs;
 mod functions;
 mod imports;
 mod ingest;
+mod merge;
+mod progress;
 mod schema;
 mod stages;
 mod tree;
@@ -29,6 +31,8 @@ pub use execs::{EnvRow, ExecRecord};
 pub use functions::{index_python, PyFunction};
 pub use imports::{ImportEntry, ImportRow, ImportWriter};
 pub use ingest::{ingest, IngestOptions, IngestReport, Skipped, Source};
+pub use merge::{merge, MergeReport};
+pub use progress::{now_ms, ItemProgress, ItemStage};
 pub use tree::{check_path, snapshot_id, Entry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK};
 pub use verdicts::StoredVerdict;
 

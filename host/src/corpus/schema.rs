@@ -160,6 +160,21 @@ const MIGRATIONS: &[&str] = &[
         built_at TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX envs_by_snapshot ON envs(snapshot);",
+    // 7: how far each item of a pipeline got, and when (unix ms), by the worker that did it:
+    // what `sera-host status` reads. Not content: a merge keeps the first record of an item.
+    "CREATE TABLE item_progress (
+        pipeline TEXT NOT NULL,         -- sha256 of the resolved pipeline (the manifest's)
+        item TEXT NOT NULL,             -- the item's key
+        worker TEXT NOT NULL,           -- I/N, or 0/1 for a run on one machine
+        selected_at INTEGER NOT NULL,
+        rollout1_at INTEGER,
+        pr_at INTEGER,
+        rollout2_at INTEGER,
+        verified_at INTEGER,
+        done_at INTEGER,
+        stopped TEXT,                   -- why the item ended early, when it did
+        PRIMARY KEY (pipeline, item)
+    ) WITHOUT ROWID;",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -87,6 +87,10 @@ pub struct TeacherSection {
     pub kind: String,
     #[serde(default)]
     pub url: Option<String>,
+    /// Several servers of one model instead of `url`: worker I of a partitioned run
+    /// (`run --worker I/N`) asks `urls[I mod len]`; a run on one machine asks the first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     pub model: String,
     /// Name of the environment variable holding the API key.
     #[serde(default)]
@@ -114,6 +118,16 @@ pub struct TeacherSection {
     /// Extra body fields sent with every request (e.g. `chat_template_kwargs`).
     #[serde(default)]
     pub extra: BTreeMap<String, Value>,
+}
+
+impl TeacherSection {
+    /// The server worker `index` asks: `url`, or `urls[index mod len]`.
+    pub fn url_for(&self, index: u32) -> String {
+        match &self.url {
+            Some(u) => u.clone(),
+            None => self.urls[index as usize % self.urls.len()].clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -589,11 +603,18 @@ impl Pipeline {
         }
         match file.teacher.kind.as_str() {
             "scripted" => {}
-            "openai" => {
-                if file.teacher.url.is_none() {
-                    return Err(bad("teacher.url", "required with kind = \"openai\""));
+            "openai" => match (&file.teacher.url, file.teacher.urls.is_empty()) {
+                (None, true) => {
+                    return Err(bad(
+                        "teacher.url",
+                        "required with kind = \"openai\" (or `urls = [...]`, one per worker)",
+                    ))
                 }
-            }
+                (Some(_), false) => {
+                    return Err(bad("teacher.urls", "give `url` or `urls`, not both"))
+                }
+                _ => {}
+            },
             other => {
                 return Err(bad(
                     "teacher.kind",

@@ -82,6 +82,11 @@ pub struct Summary {
     pub shards: usize,
     pub merkle_root: String,
     pub manifest: PathBuf,
+    /// `--worker I/N`: which worker this was (no shards are written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<PathBuf>,
 }
 
 pub(crate) fn tool_versions() -> BTreeMap<String, String> {
@@ -256,12 +261,63 @@ pub async fn build(
     mode: Mode,
     progress: bool,
 ) -> Result<Built> {
-    let stages = Arc::new(Stages::new(cfg.clone(), corpus.clone(), mode, progress)?);
+    build_scoped(cfg, corpus, snapshots, mode, progress, Scope::default()).await
+}
+
+/// Which part of a pipeline a run does.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scope {
+    /// Only the items of this worker's partition.
+    pub worker: Option<crate::cluster::Worker>,
+    /// `--finalize`: every item must have been finished by some worker.
+    pub finalize: bool,
+    /// With `finalize`: write the shards from the finished items only, with a warning.
+    pub allow_incomplete: bool,
+}
+
+/// [`build`] for a part of the items: a worker's partition, or all of them with the check
+/// that every one was finished before (`--finalize`).
+pub async fn build_scoped(
+    cfg: Resolved,
+    corpus: Arc<Mutex<Corpus>>,
+    snapshots: Vec<SnapshotRef>,
+    mode: Mode,
+    progress: bool,
+    scope: Scope,
+) -> Result<Built> {
+    let pipeline_sha256 = sha256_hex(canonical_json(&serde_json::to_value(&cfg)?).as_bytes());
+    let mut stages = Stages::new(cfg.clone(), corpus.clone(), mode, progress, scope.worker)?;
     let pairs: Vec<(String, String)> = snapshots
         .iter()
         .map(|s| (s.repo.clone(), s.snapshot.clone()))
         .collect();
-    let items = run::select(&corpus.lock().expect("corpus lock"), &pairs, &cfg)?;
+    let mut items = run::select(&corpus.lock().expect("corpus lock"), &pairs, &cfg)?;
+    if let Some(w) = scope.worker {
+        items.retain(|i| w.owns(&i.key));
+    }
+    if scope.finalize {
+        let c = corpus.lock().expect("corpus lock");
+        if let Some(missing) = crate::cluster::finalize::unfinished(&c, &pipeline_sha256, &items)? {
+            if !scope.allow_incomplete {
+                anyhow::bail!(missing);
+            }
+            eprintln!("warning: {missing}\nwarning: --allow-incomplete: writing the shards from the finished items only");
+            let done = crate::cluster::finalize::done_items(&c, &pipeline_sha256)?;
+            items.retain(|i| done.contains(&i.key));
+        }
+    }
+    if mode == Mode::Live {
+        let worker = scope
+            .worker
+            .map_or_else(|| "0/1".to_string(), |w| w.label());
+        let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+        corpus
+            .lock()
+            .expect("corpus lock")
+            .select_items(&pipeline_sha256, &worker, &keys)?;
+        stages.progress_key = Some(pipeline_sha256.clone());
+    }
+    let stages = Arc::new(stages);
     stages.progress.set_items(items.len() as u64);
     let plugins = stages.plugin_hashes.clone();
     let plugins_json = Arc::new(serde_json::to_value(&plugins)?);
@@ -291,6 +347,9 @@ pub async fn build(
                     .post(&res, &plugins_json)
                     .with_context(|| format!("item {key}"));
                 stages.progress.post.inc(1);
+                if post.is_ok() {
+                    stages.item_finished(&key, res.stopped.as_deref())?;
+                }
                 post
             });
         }
@@ -348,7 +407,7 @@ pub async fn build(
     let manifest = Manifest {
         format: MANIFEST_FORMAT.into(),
         tool_versions: tool_versions(),
-        pipeline_sha256: sha256_hex(canonical_json(&serde_json::to_value(&cfg)?).as_bytes()),
+        pipeline_sha256,
         pipeline: Some(cfg),
         reshard: None,
         plugins,
@@ -393,17 +452,35 @@ pub fn write_output(
 
 /// `sera-host run`: ingest, run every stage, write the shards and the manifest.
 pub async fn execute(p: &Pipeline, mode: Mode, progress: bool) -> Result<Summary> {
+    execute_scoped(p, mode, progress, Scope::default()).await
+}
+
+/// [`execute`] for a part of a pipeline: a worker stops before the shards (its corpus is
+/// merged later); `--finalize` checks that every item was done.
+pub async fn execute_scoped(
+    p: &Pipeline,
+    mode: Mode,
+    progress: bool,
+    scope: Scope,
+) -> Result<Summary> {
     let corpus = Corpus::open(&p.db)?;
     let snapshots = ingest_sources(&corpus, &p.resolved)?;
     let corpus = Arc::new(Mutex::new(corpus));
-    let mut built = build(
+    let mut built = build_scoped(
         p.resolved.clone(),
         corpus.clone(),
         snapshots,
         mode,
         progress,
+        scope,
     )
     .await?;
+    if let Some(w) = scope.worker {
+        let mut summary = built.summary;
+        summary.worker = Some(w.label());
+        summary.db = Some(p.db.clone());
+        return Ok(summary);
+    }
     let path = write_output(
         &p.out,
         &mut built.manifest,
@@ -445,6 +522,17 @@ impl Summary {
         }
         for (k, n) in &self.dropped {
             s.push_str(&format!("dropped: {k}: {n}\n"));
+        }
+        if let (Some(w), Some(db)) = (&self.worker, &self.db) {
+            s.push_str(&format!(
+                "worker {w}: no shards (merge the worker corpora, then `run --finalize`); corpus {}\n",
+                db.display()
+            ));
+            s.push_str(&format!(
+                "teacher: {} tokens, {:.1} s of recorded latency\n",
+                self.tokens, self.teacher_seconds
+            ));
+            return s;
         }
         s.push_str(&format!(
             "rows: {} T2 + {} T1 in {} shards; merkle root {}\n",

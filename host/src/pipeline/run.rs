@@ -167,6 +167,8 @@ pub struct Stages {
     pub progress: super::progress::Progress,
     /// Commands (`[rollout.exec]`), when enabled.
     pub exec: Option<crate::exec::plan::ExecPlan>,
+    /// The pipeline's sha256 under which live runs record how far each item got.
+    pub progress_key: Option<String>,
 }
 
 /// The sandbox limits a pipeline's `[rollout.exec]` names.
@@ -269,7 +271,13 @@ fn plugin_config(v: &Value) -> String {
 }
 
 impl Stages {
-    pub fn new(cfg: Resolved, corpus: SharedCorpus, mode: Mode, progress: bool) -> Result<Stages> {
+    pub fn new(
+        cfg: Resolved,
+        corpus: SharedCorpus,
+        mode: Mode,
+        progress: bool,
+        worker: Option<crate::cluster::Worker>,
+    ) -> Result<Stages> {
         let engine = PluginEngine::with_default_cache()?;
         let load = |spec: &str| engine.load(&PluginSource::parse(spec)?);
         let mut plugin_hashes = BTreeMap::new();
@@ -362,7 +370,7 @@ impl Stages {
                         };
                         Box::new(
                             OpenAiTeacher::new(
-                                cfg.teacher.url.as_deref().expect("checked at load"),
+                                &cfg.teacher.url_for(worker.map_or(0, |w| w.index)),
                                 key,
                                 cfg.teacher.concurrency,
                                 Duration::from_secs(cfg.teacher.timeout_s),
@@ -389,7 +397,29 @@ impl Stages {
             plugin_hashes,
             progress: super::progress::Progress::new(progress),
             exec,
+            progress_key: None,
         })
+    }
+
+    /// Notes that an item passed a stage (live runs only: what `sera-host status` shows).
+    fn mark(&self, item: &Item, stage: crate::corpus::ItemStage) -> Result<()> {
+        if let Some(p) = &self.progress_key {
+            self.corpus
+                .lock()
+                .expect("corpus lock")
+                .mark_item(p, &item.key, stage)?;
+        }
+        Ok(())
+    }
+
+    pub fn item_finished(&self, key: &str, stopped: Option<&str>) -> Result<()> {
+        if let Some(p) = &self.progress_key {
+            self.corpus
+                .lock()
+                .expect("corpus lock")
+                .finish_item(p, key, stopped)?;
+        }
+        Ok(())
     }
 
     fn sampling(&self) -> Sampling {
@@ -692,6 +722,7 @@ impl Stages {
             sample += 1;
         };
         self.progress.rollout1.inc(1);
+        self.mark(&item, crate::corpus::ItemStage::Rollout1)?;
         let submitted = t1.outcome == Outcome::Submitted.as_str();
         let empty = t1.patch.trim().is_empty();
         res.t1 = Some(t1.clone());
@@ -710,6 +741,7 @@ impl Stages {
         let (pr, seen) = self.pr_text(&item, &t1)?;
         res.stage_exchanges.extend(seen);
         self.progress.pr.inc(1);
+        self.mark(&item, crate::corpus::ItemStage::Pr)?;
         let pr = match pr {
             Ok(p) => p,
             Err(e) => {
@@ -723,6 +755,7 @@ impl Stages {
         let spec2 = self.spec(&self.cfg.prompts.rollout2, vars2, 0);
         let t2 = self.rollout(&item, &spec2).await?;
         self.progress.rollout2.inc(1);
+        self.mark(&item, crate::corpus::ItemStage::Rollout2)?;
         res.t2 = Some(t2.clone());
         if t2.outcome != Outcome::Submitted.as_str() {
             res.stopped = Some(format!(
@@ -742,6 +775,7 @@ impl Stages {
                 .expect("verifier lock")
                 .verify(&item.key, &pair)
         });
+        self.mark(&item, crate::corpus::ItemStage::Verified)?;
         match verdict {
             Ok(v) => {
                 res.r = v.score;
