@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::patch_file::read_patch;
 
+mod cluster;
 mod corpus;
 mod dataset;
 mod pipeline;
@@ -59,6 +60,13 @@ enum Command {
     /// An OpenAI-compatible teacher server: `teacher check URL` before a long job.
     #[command(subcommand)]
     Teacher(teacher::TeacherCommand),
+    /// Print (or --submit) the Slurm scripts of a partitioned run: a job array of workers and
+    /// a job that merges their corpora and finalizes once they all succeeded.
+    Slurm(cluster::SlurmArgs),
+    /// Print a partitioned run as Kubernetes Jobs: an Indexed Job of workers, then the merge.
+    K8s(cluster::K8sArgs),
+    /// Items done per stage per worker, what stopped early, and the ETA.
+    Status(cluster::StatusArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -288,6 +296,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Shards(args) => dataset::shards_cmd(*args),
         Command::Sandbox(cmd) => sandbox::run(cmd),
         Command::Teacher(cmd) => teacher::run(cmd),
+        Command::Slurm(a) => cluster::slurm(a),
+        Command::K8s(a) => cluster::k8s(a),
+        Command::Status(a) => cluster::status(a),
         Command::Plugin(PluginCommand::New { world, name, dir }) => {
             let world = parse_world(&world)?;
             let path = crate::plugin::scaffold::new_project(world, &name, &dir)?;

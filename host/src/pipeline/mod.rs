@@ -264,6 +264,13 @@ pub async fn build(
     build_scoped(cfg, corpus, snapshots, mode, progress, Scope::default()).await
 }
 
+/// sha256 of a resolved pipeline's canonical JSON: the manifest's `pipeline_sha256`.
+pub fn pipeline_sha256(cfg: &Resolved) -> Result<String> {
+    Ok(sha256_hex(
+        canonical_json(&serde_json::to_value(cfg)?).as_bytes(),
+    ))
+}
+
 /// Which part of a pipeline a run does.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Scope {
@@ -285,7 +292,7 @@ pub async fn build_scoped(
     progress: bool,
     scope: Scope,
 ) -> Result<Built> {
-    let pipeline_sha256 = sha256_hex(canonical_json(&serde_json::to_value(&cfg)?).as_bytes());
+    let pipeline_sha256 = pipeline_sha256(&cfg)?;
     let mut stages = Stages::new(cfg.clone(), corpus.clone(), mode, progress, scope.worker)?;
     let pairs: Vec<(String, String)> = snapshots
         .iter()
