@@ -16,12 +16,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sera-host"));
-    c.env(
-        "SERA_HOST_CACHE_DIR",
-        common::test_cache_dir().join("plugins"),
-    );
-    c
+    common::sera_host()
 }
 
 fn ok(o: Output) -> String {

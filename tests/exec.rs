@@ -14,16 +14,7 @@ use std::process::Command;
 use serde_json::Value;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sera-host"));
-    c.env(
-        "SERA_HOST_CACHE_DIR",
-        common::test_cache_dir().join("plugins"),
-    );
-    c
-}
-
-fn shared() -> PathBuf {
-    common::repo_root().join("../shared/fixtures/tokenizers")
+    common::sera_host()
 }
 
 /// The demo pipeline (commands on) with its corpus and output in `dir`; `edit` rewrites lines.
@@ -34,27 +25,13 @@ fn pipeline_in(dir: &Path, edit: &dyn Fn(&str) -> String) -> PathBuf {
         demo.contains("exec = { enabled = true"),
         "the demo runs commands"
     );
-    let tokenizer = format!(
-        "tokenizer = {{ kind = \"qwen-bpe\", dir = \"{}\", config = \"{}\" }}",
-        shared().join("qwen2").display(),
-        shared().join("qwen3/tokenizer_config.json").display()
-    );
-    let text: String = demo
-        .lines()
-        .map(|l| {
-            if l.starts_with("tokenizer = ") {
-                tokenizer.clone()
-            } else if l.starts_with("functions_per_repo") {
-                "functions_per_repo = 4".into()
-            } else {
-                edit(l)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let p = dir.join("pipeline.toml");
-    std::fs::write(&p, text).unwrap();
-    p
+    common::demo_pipeline(dir, &|l| {
+        if l.starts_with("functions_per_repo") {
+            "functions_per_repo = 4".into()
+        } else {
+            edit(l)
+        }
+    })
 }
 
 /// (the bash command, its observation) of every `bash` call in a row.

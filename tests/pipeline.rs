@@ -13,40 +13,14 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sera-host"));
-    c.env(
-        "SERA_HOST_CACHE_DIR",
-        common::test_cache_dir().join("plugins"),
-    );
-    c
+    common::sera_host()
 }
 
-fn shared() -> PathBuf {
-    common::repo_root().join("../shared/fixtures/tokenizers")
-}
-
-/// The demo pipeline with its corpus and output in `dir`.
+/// The demo pipeline with its corpus and output in `dir`, and `extra` appended.
 fn pipeline_in(dir: &Path, extra: &str) -> PathBuf {
-    let demo =
-        std::fs::read_to_string(common::repo_root().join("corpora/demo/pipeline.toml")).unwrap();
-    let tokenizer = format!(
-        "tokenizer = {{ kind = \"qwen-bpe\", dir = \"{}\", config = \"{}\" }}",
-        shared().join("qwen2").display(),
-        shared().join("qwen3/tokenizer_config.json").display()
-    );
-    let text: String = demo
-        .lines()
-        .map(|l| {
-            if l.starts_with("tokenizer = ") {
-                tokenizer.clone()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let p = dir.join("pipeline.toml");
-    std::fs::write(&p, format!("{text}\n{extra}")).unwrap();
+    let p = common::demo_pipeline(dir, &|l| l.to_string());
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, format!("{text}{extra}")).unwrap();
     p
 }
 
@@ -257,7 +231,7 @@ fn resume_after_kill_9_gives_the_same_bytes() {
     let p = pipeline_in(clean.path(), "");
     let t = std::time::Instant::now();
     run(&p, &[]);
-    let full = t.elapsed();
+    let mut full = t.elapsed();
     let want = files(&clean.path().join("out"));
 
     let dir = tempfile::tempdir().unwrap();
@@ -285,7 +259,12 @@ fn resume_after_kill_9_gives_the_same_bytes() {
             .unwrap();
         std::thread::sleep(at);
         match child.try_wait().unwrap() {
-            Some(_) => finished_early += 1,
+            Some(_) => {
+                // The first run may have been slowed by other tests; the window shrinks until
+                // kills land inside runs.
+                finished_early += 1;
+                full = full * 3 / 4;
+            }
             None => {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();

@@ -184,3 +184,36 @@ pub fn shard_rows(out: &Path) -> Vec<serde_json::Value> {
     }
     rows
 }
+
+/// The `sera-host` binary, with the test cache's compiled plugins.
+pub fn sera_host() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sera-host"));
+    c.env("SERA_HOST_CACHE_DIR", test_cache_dir().join("plugins"));
+    c
+}
+
+/// The demo pipeline written into `dir` (its corpus and output land there), with the Qwen
+/// tokenizer of ../shared given by absolute paths and each other line passed through `edit`.
+pub fn demo_pipeline(dir: &Path, edit: &dyn Fn(&str) -> String) -> PathBuf {
+    let demo = std::fs::read_to_string(repo_root().join("corpora/demo/pipeline.toml")).unwrap();
+    let shared = repo_root().join("../shared/fixtures/tokenizers");
+    let tokenizer = format!(
+        "tokenizer = {{ kind = \"qwen-bpe\", dir = \"{}\", config = \"{}\" }}",
+        shared.join("qwen2").display(),
+        shared.join("qwen3/tokenizer_config.json").display()
+    );
+    let text: String = demo
+        .lines()
+        .map(|l| {
+            if l.starts_with("tokenizer = ") {
+                tokenizer.clone()
+            } else {
+                edit(l)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let p = dir.join("pipeline.toml");
+    std::fs::write(&p, text + "\n").unwrap();
+    p
+}

@@ -106,7 +106,13 @@ pub fn slurm(args: SlurmArgs) -> Result<ExitCode> {
     scripts.write(&dir)?;
     if args.submit {
         let (array, finalize) = scripts.submit(args.tasks.as_deref())?;
-        println!("array job {array} ({} tasks: {})", run.name, args.tasks.as_deref().unwrap_or(&format!("0-{}", args.workers - 1)));
+        println!(
+            "array job {array} ({} tasks: {})",
+            run.name,
+            args.tasks
+                .as_deref()
+                .unwrap_or(&format!("0-{}", args.workers - 1))
+        );
         println!("finalize job {finalize} (after {array} succeeds)");
         eprintln!(
             "logs in {}; progress: sera-host status {} --workers {}",

@@ -30,7 +30,9 @@ impl ClusterRun {
         }
         let bin = match bin {
             Some(b) => b,
-            None => std::env::current_exe().context("cannot tell where sera-host is (give --bin)")?,
+            None => {
+                std::env::current_exe().context("cannot tell where sera-host is (give --bin)")?
+            }
         };
         let stem = pipeline
             .file_stem()
@@ -207,10 +209,9 @@ impl SlurmScripts {
 
 /// Runs `sbatch ARGS` and returns the job id it printed (`--parsable`: `ID` or `ID;CLUSTER`).
 fn sbatch(args: &[String]) -> Result<String> {
-    let out = Command::new("sbatch")
-        .args(args)
-        .output()
-        .context("cannot run sbatch (is this a Slurm login node? SLURM's sbatch must be on PATH)")?;
+    let out = Command::new("sbatch").args(args).output().context(
+        "cannot run sbatch (is this a Slurm login node? SLURM's sbatch must be on PATH)",
+    )?;
     if !out.status.success() {
         bail!(
             "sbatch {} failed ({}): {}",
@@ -222,7 +223,11 @@ fn sbatch(args: &[String]) -> Result<String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let id = text.trim().split(';').next().unwrap_or("").to_string();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("sbatch {}: expected a job id, got {:?}", args.join(" "), text.trim());
+        bail!(
+            "sbatch {}: expected a job id, got {:?}",
+            args.join(" "),
+            text.trim()
+        );
     }
     Ok(id)
 }
@@ -343,8 +348,7 @@ pub fn k8s_manifests(run: &ClusterRun, o: &K8sOptions) -> Result<String> {
 /// A word for `sh`: left as it is when it is plain, else in single quotes.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
     {
         s.to_string()

@@ -209,7 +209,12 @@ impl Status {
         };
         for w in &self.workers {
             if w.started {
-                s.push_str(&line(&w.worker, &w.counts, w.items_per_minute, w.eta_seconds));
+                s.push_str(&line(
+                    &w.worker,
+                    &w.counts,
+                    w.items_per_minute,
+                    w.eta_seconds,
+                ));
             } else {
                 s.push_str(&format!(
                     "{:<8} not started: no {}\n",
@@ -223,7 +228,9 @@ impl Status {
             s.push_str(&format!("stopped early: {k}: {n}\n"));
         }
         if self.workers.iter().any(|w| !w.started) {
-            s.push_str("(workers not started have no items counted yet; the eta is of the started ones)\n");
+            s.push_str(
+                "(workers not started have no items counted yet; the eta is of the started ones)\n",
+            );
         }
         s
     }
