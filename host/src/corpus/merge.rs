@@ -190,6 +190,24 @@ impl MergeReport {
 pub fn merge(db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
     let dst = Corpus::open(db)?;
     check_tables_known(&dst)?;
+    // WAL writes every copied page twice (the log, then the checkpoint). A rollback journal
+    // writes new pages once and journals only the few it changes, and is as crash-safe; it
+    // needs the file to ourselves, so while a reader has it open the merge stays in WAL.
+    // `Corpus::open` puts WAL back for everyone after.
+    let exclusive = dst
+        .conn()
+        .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0))
+        .is_ok_and(|m| m.eq_ignore_ascii_case("delete"));
+    let result = merge_all(&dst, db, sources);
+    if exclusive {
+        let _ = dst
+            .conn()
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0));
+    }
+    result
+}
+
+fn merge_all(dst: &Corpus, db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
     let dst_real = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
     let mut report = MergeReport {
         db: db.to_path_buf(),
@@ -206,7 +224,7 @@ pub fn merge(db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
         // Opening checks that it is a corpus and brings an older schema up to date.
         drop(Corpus::open_existing(src)?);
         let started = Instant::now();
-        let mut m = merge_one(&dst, src, db)
+        let mut m = merge_one(dst, src, db)
             .with_context(|| format!("corpus merge: {} into {}", src.display(), db.display()))?;
         m.seconds = started.elapsed().as_secs_f64();
         report.sources.push(m);
@@ -334,66 +352,117 @@ fn short(v: &str) -> String {
 }
 
 /// Copies the blobs the destination lacks, each re-hashed: its bytes must decompress to its
-/// declared size and hash to its id.
+/// declared size and hash to its id. A thread reads and checks them (its own connection to
+/// the source) while this one writes, so the hashing overlaps SQLite's writes and syncs.
 fn copy_blobs(dst: &Corpus, src: &Path, m: &mut SourceMerged) -> Result<()> {
     let conn = dst.conn();
     let total: i64 = conn.query_row("SELECT count(*) FROM src.blobs", [], |r| r.get(0))?;
-    let mut read = conn.prepare(
-        "SELECT s.id, s.raw_size, s.data FROM src.blobs s
-         WHERE NOT EXISTS (SELECT 1 FROM main.blobs d WHERE d.id = s.id) ORDER BY s.rowid",
-    )?;
-    let mut rows = read.query([])?;
-    let mut decompressor = zstd::bulk::Decompressor::new().context("zstd decompressor")?;
-    let mut batch: Vec<(String, i64, Vec<u8>)> = Vec::new();
+    let wanted: Vec<i64> = conn
+        .prepare(
+            "SELECT s.rowid FROM src.blobs s
+             WHERE NOT EXISTS (SELECT 1 FROM main.blobs d WHERE d.id = s.id) ORDER BY s.rowid",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(String, i64, Vec<u8>)>>(256);
+    // Decompressing and hashing is most of a merge's CPU: every core takes a share.
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let chunk = wanted.len().div_ceil(threads).max(1);
+    let readers: Vec<_> = wanted
+        .chunks(chunk)
+        .map(|part| {
+            let part = part.to_vec();
+            let tx = tx.clone();
+            let src_path = src.to_path_buf();
+            std::thread::spawn(move || read_and_check(&src_path, &part, &tx))
+        })
+        .collect();
+    drop(tx);
     let mut batch_bytes = 0usize;
-    let flush = |batch: &mut Vec<(String, i64, Vec<u8>)>| -> Result<()> {
-        let tx = conn.unchecked_transaction()?;
-        {
-            let mut ins = conn.prepare_cached(
-                "INSERT OR IGNORE INTO main.blobs (id, raw_size, data) VALUES (?1, ?2, ?3)",
-            )?;
-            for (id, size, data) in batch.drain(..) {
-                ins.execute(params![id, size, data])?;
+    let mut result = Ok(());
+    let mut tx_open = Some(conn.unchecked_transaction()?);
+    for item in rx.iter() {
+        let (id, size, data) = match item {
+            Ok(x) => x,
+            Err(e) => {
+                result = Err(e);
+                break;
             }
-        }
-        tx.commit()?;
-        Ok(())
-    };
-    while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let size: i64 = r.get(1)?;
-        let data: Vec<u8> = r.get(2)?;
-        let raw = decompressor
-            .decompress(&data, size.max(0) as usize)
-            .ok()
-            .filter(|raw| raw.len() as i64 == size);
-        let Some(raw) = raw else {
-            bail!(
-                "{}: blob {id} is corrupt: it does not decompress to its {size} bytes (nothing of this file's rows was merged)",
-                src.display()
-            );
         };
-        let got = hex::encode(Sha256::digest(&raw));
-        if got != id {
-            bail!(
-                "{}: blob {id} is corrupt: its bytes hash to {got} (nothing of this file's rows was merged)",
-                src.display()
-            );
-        }
+        let mut ins = conn.prepare_cached(
+            "INSERT OR IGNORE INTO main.blobs (id, raw_size, data) VALUES (?1, ?2, ?3)",
+        )?;
+        ins.execute(params![id, size, data])?;
         m.blobs_copied += 1;
         m.bytes_copied += data.len() as u64;
         batch_bytes += data.len();
-        batch.push((id, size, data));
         if batch_bytes >= BLOB_BATCH_BYTES {
-            flush(&mut batch)?;
+            if let Some(t) = tx_open.take() {
+                t.commit()?;
+            }
+            tx_open = Some(conn.unchecked_transaction()?);
             batch_bytes = 0;
         }
     }
-    if !batch.is_empty() {
-        flush(&mut batch)?;
+    drop(rx);
+    for r in readers {
+        r.join()
+            .map_err(|_| anyhow::anyhow!("a blob reader thread panicked"))?;
     }
+    // What was checked before a corrupt blob is committed too: blobs alone are always valid.
+    if let Some(t) = tx_open.take() {
+        t.commit()?;
+    }
+    result?;
     m.blobs_present = (total as u64).saturating_sub(m.blobs_copied);
     Ok(())
+}
+
+/// Reads the blobs at `rowids` of `src`, checks each, and sends it on (or the first error).
+fn read_and_check(
+    src: &Path,
+    rowids: &[i64],
+    tx: &std::sync::mpsc::SyncSender<Result<(String, i64, Vec<u8>)>>,
+) {
+    let run = || -> Result<()> {
+        let c = rusqlite::Connection::open_with_flags(
+            src,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("{}: cannot read", src.display()))?;
+        let mut st = c.prepare("SELECT id, raw_size, data FROM blobs WHERE rowid = ?1")?;
+        let mut decompressor = zstd::bulk::Decompressor::new().context("zstd decompressor")?;
+        for &rowid in rowids {
+            let (id, size, data): (String, i64, Vec<u8>) =
+                st.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let raw = decompressor
+                .decompress(&data, size.max(0) as usize)
+                .ok()
+                .filter(|raw| raw.len() as i64 == size);
+            let Some(raw) = raw else {
+                bail!(
+                    "{}: blob {id} is corrupt: it does not decompress to its {size} bytes (nothing of this file's rows was merged)",
+                    src.display()
+                );
+            };
+            let got = hex::encode(Sha256::digest(&raw));
+            if got != id {
+                bail!(
+                    "{}: blob {id} is corrupt: its bytes hash to {got} (nothing of this file's rows was merged)",
+                    src.display()
+                );
+            }
+            if tx.send(Ok((id, size, data))).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        let _ = tx.send(Err(e));
+    }
 }
 
 /// A snapshot new to the destination must hash to its id from the source's entries.
