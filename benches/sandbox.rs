@@ -150,7 +150,7 @@ fn in_flight(rounds: usize, with_exec: bool) -> (f64, f64, u64) {
     for round in 0..=rounds {
         let jobs = flight::jobs(&corpus, &snap, &tools, in_flight, |ws| {
             plan.as_ref()
-                .map(|p| p.for_rollout(&snap, ws).unwrap().host)
+                .map(|p| p.for_rollout(&snap, ws, None).unwrap().host)
         });
         let (took, done, workspaces) = flight::run_all(
             &rt,

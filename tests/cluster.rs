@@ -614,3 +614,68 @@ fn slurm_and_k8s_scripts() {
     );
     assert!(err.contains("not under the volume's mount point"), "{err}");
 }
+
+/// Two workers run the same command on the same tree and get different output: their records
+/// do not collide in the merge, and each replays with what it saw.
+#[test]
+fn workers_command_records_do_not_collide_when_merged() {
+    use sera_host::exec::{ExecContext, Source};
+    use sera_host::plugin::{ExecHost, ExecRequest};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let helper = PathBuf::from(env!("CARGO_BIN_EXE_sera-host"));
+    let sandbox = Arc::new(sera_host::sandbox::Sandbox::new(helper, Default::default()).unwrap());
+    let cmd = "cat a.txt; date +%s%N";
+    let mut outputs = Vec::new();
+    let mut dbs = Vec::new();
+    for w in ["0/2", "1/2"] {
+        let db = dir.path().join(format!("w{}.sqlite", &w[..1]));
+        let corpus = Arc::new(Mutex::new(sera_host::corpus::Corpus::open(&db).unwrap()));
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::write(ws.path().join("a.txt"), "same tree\n").unwrap();
+        let ctx = ExecContext {
+            source: Source::Live(sandbox.clone()),
+            corpus,
+            env: "bare:test".into(),
+            timeout_s: 10,
+            scope: Some(w.into()),
+        };
+        let r = ctx
+            .for_workspace(ws.path(), Default::default())
+            .run(ExecRequest {
+                command: cmd.into(),
+                timeout_s: None,
+            })
+            .unwrap();
+        outputs.push(r.output);
+        dbs.push(db);
+    }
+    assert_ne!(
+        outputs[0], outputs[1],
+        "the clock moved between the two runs"
+    );
+    let merged = dir.path().join("merged.sqlite");
+    sera_host::corpus::merge(&merged, &dbs).unwrap();
+    let corpus = Arc::new(Mutex::new(
+        sera_host::corpus::Corpus::open(&merged).unwrap(),
+    ));
+    for (w, want) in ["0/2", "1/2"].iter().zip(&outputs) {
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::write(ws.path().join("a.txt"), "same tree\n").unwrap();
+        let ctx = ExecContext {
+            source: Source::Replay,
+            corpus: corpus.clone(),
+            env: "bare:test".into(),
+            timeout_s: 10,
+            scope: Some(w.to_string()),
+        };
+        let r = ctx
+            .for_workspace(ws.path(), Default::default())
+            .run(ExecRequest {
+                command: cmd.into(),
+                timeout_s: None,
+            })
+            .unwrap();
+        assert_eq!(&r.output, want, "worker {w} replays what it saw");
+    }
+}

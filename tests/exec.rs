@@ -358,6 +358,7 @@ fn commands_that_change_files_are_replayed_with_their_changes() {
         corpus: corpus.clone(),
         env: "bare:test".into(),
         timeout_s: 10,
+        scope: None,
     };
     let cmd = "echo two >> a.txt; rm gone.txt; mkdir -p sub && printf 'x' > sub/new.bin; chmod +x sub/new.bin; ln -s a.txt link; echo done";
     let mut host = live.for_workspace(ws.path(), Default::default());

@@ -39,11 +39,27 @@ pub struct ExecContext {
     pub env: String,
     /// The default and largest timeout of one command.
     pub timeout_s: u32,
+    /// `I/N` for a worker of a partitioned run: its records are its own. Two workers running
+    /// the same command on the same tree may get different output (test timings, say) and the
+    /// rollouts of each must replay with what they saw, so their records must not collide
+    /// when the corpora are merged. `None` on one machine, where the first record is shared.
+    pub scope: Option<String>,
 }
 
-/// The key of a command: what its result is a function of.
-pub fn exec_key(tree_before: &str, command: &str, env: &str, timeout_s: u32) -> String {
-    let key = json!({"tree": tree_before, "command": command, "env": env, "timeout_s": timeout_s});
+/// The key of a command: what its result is a function of (and, in a worker of a
+/// partitioned run, which worker ran it).
+pub fn exec_key(
+    tree_before: &str,
+    command: &str,
+    env: &str,
+    timeout_s: u32,
+    scope: Option<&str>,
+) -> String {
+    let mut key =
+        json!({"tree": tree_before, "command": command, "env": env, "timeout_s": timeout_s});
+    if let Some(s) = scope {
+        key["scope"] = json!(s);
+    }
     hex::encode(Sha256::digest(crate::teacher::canonical_json(&key)))
 }
 
@@ -103,9 +119,31 @@ impl RolloutExec {
         let state = self.state.as_mut().expect("set above");
         state.rescan()?;
         let tree_before = state.tree();
-        let key = exec_key(&tree_before, &request.command, &self.ctx.env, timeout_s);
+        let key = exec_key(
+            &tree_before,
+            &request.command,
+            &self.ctx.env,
+            timeout_s,
+            self.ctx.scope.as_deref(),
+        );
+        let mut recorded = self.ctx.corpus.lock().expect("corpus lock").exec(&key)?;
+        let mut key = key;
+        if recorded.is_none() && self.ctx.scope.is_some() {
+            // A rollout made on one machine before (and reused by this worker) recorded its
+            // commands unscoped.
+            let plain = exec_key(
+                &tree_before,
+                &request.command,
+                &self.ctx.env,
+                timeout_s,
+                None,
+            );
+            if let Some(r) = self.ctx.corpus.lock().expect("corpus lock").exec(&plain)? {
+                recorded = Some(r);
+                key = plain;
+            }
+        }
         self.log.lock().expect("exec log").push(key.clone());
-        let recorded = self.ctx.corpus.lock().expect("corpus lock").exec(&key)?;
         if let Some(rec) = recorded {
             let output = self
                 .ctx

@@ -95,7 +95,13 @@ impl ExecPlan {
 
     /// The commands of one rollout of `snapshot` in `workspace`, the environment they use, and
     /// the log their keys go to.
-    pub fn for_rollout(&self, snapshot: &str, workspace: &Path) -> Result<RolloutCommands> {
+    /// `scope`: the worker (`I/N`) whose records these commands use, in a partitioned run.
+    pub fn for_rollout(
+        &self,
+        snapshot: &str,
+        workspace: &Path,
+        scope: Option<&str>,
+    ) -> Result<RolloutCommands> {
         let env = self.env(snapshot)?;
         let source = if self.live {
             Source::Live(self.sandbox(&env)?)
@@ -107,6 +113,7 @@ impl ExecPlan {
             corpus: self.corpus.clone(),
             env: env.id.clone(),
             timeout_s: self.base.timeout.as_secs() as u32,
+            scope: scope.map(str::to_string),
         };
         let log = super::ExecLog::default();
         Ok(RolloutCommands {

@@ -313,6 +313,20 @@ pub async fn build_scoped(
             items.retain(|i| done.contains(&i.key));
         }
     }
+    // Which worker's command records each item uses: this worker's when it is one; when
+    // replaying, the worker that recorded the item.
+    if let Some(w) = scope.worker.filter(|w| w.count > 1) {
+        stages.exec_scopes = items.iter().map(|i| (i.key.clone(), w.label())).collect();
+    } else if mode != Mode::Live {
+        stages.exec_scopes = corpus
+            .lock()
+            .expect("corpus lock")
+            .item_progress(&pipeline_sha256)?
+            .into_iter()
+            .filter(|p| !p.worker.ends_with("/1"))
+            .map(|p| (p.item, p.worker))
+            .collect();
+    }
     if mode == Mode::Live {
         let worker = scope
             .worker

@@ -169,6 +169,9 @@ pub struct Stages {
     pub exec: Option<crate::exec::plan::ExecPlan>,
     /// The pipeline's sha256 under which live runs record how far each item got.
     pub progress_key: Option<String>,
+    /// Items done by a worker of a partitioned run, and which (`I/N`): their commands'
+    /// records are that worker's own (see `ExecContext::scope`).
+    pub exec_scopes: std::collections::HashMap<String, String>,
 }
 
 /// The sandbox limits a pipeline's `[rollout.exec]` names.
@@ -398,6 +401,7 @@ impl Stages {
             progress: super::progress::Progress::new(progress),
             exec,
             progress_key: None,
+            exec_scopes: Default::default(),
         })
     }
 
@@ -499,7 +503,8 @@ impl Stages {
         crate::rollout::patch::pin_mtimes(&base, dir.path())?;
         let (exec_host, environment) = match &self.exec {
             Some(plan) => {
-                let c = blocking(|| plan.for_rollout(&item.snapshot, dir.path()))?;
+                let scope = self.exec_scopes.get(&item.key).map(String::as_str);
+                let c = blocking(|| plan.for_rollout(&item.snapshot, dir.path(), scope))?;
                 (Some(c.host), Some((c.log, c.env)))
             }
             None => (None, None),

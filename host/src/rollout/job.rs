@@ -123,7 +123,7 @@ pub async fn execute(
     let id = rollout_id(snapshot, function, spec, tools, &teacher.describe());
     let (host, environment) = match exec {
         Some(plan) => {
-            let c = super::agent::blocking(|| plan.for_rollout(snapshot, dir.path()))?;
+            let c = super::agent::blocking(|| plan.for_rollout(snapshot, dir.path(), None))?;
             (Some(c.host), Some((c.log, c.env)))
         }
         None => (None, None),

@@ -1,0 +1,286 @@
+//! Scale-out, measured through the release binary, side by side in one run:
+//! 1. N local workers (N = cores, each pinned to its own core with `taskset`) against one worker
+//!    pinned to one core, on the same items with the scripted teacher: items/s (target ≥ 0.8·N×).
+//! 2. `corpus merge` of those workers' corpora, and of a corpus of large poorly-compressible
+//!    blobs, in MB/s of source corpus (target ≥ 200 MB/s), next to a plain SQLite
+//!    `INSERT ... SELECT` copy of the same blobs with no hash checks (the write floor here).
+//! 3. `run --finalize` of the merged corpus against re-running the finished one-worker pipeline
+//!    (which reuses every stored rollout and writes the same shards): target ≤ 2×.
+//!
+//! Run: cargo bench -p sera-host --bench cluster (SERA_BENCH_FUNCTIONS functions x 3 prompts
+//! each, default 29, the whole of python-stdlib:json; SERA_BENCH_BLOB_MB, default 150).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sera-host"));
+    c.env(
+        "SERA_HOST_CACHE_DIR",
+        std::env::temp_dir().join("sera-host-test-cache/plugins"),
+    );
+    c.stdout(Stdio::null());
+    c
+}
+
+fn pinned(core: usize) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", &core.to_string(), env!("CARGO_BIN_EXE_sera-host")]);
+    c.env(
+        "SERA_HOST_CACHE_DIR",
+        std::env::temp_dir().join("sera-host-test-cache/plugins"),
+    );
+    c.stdout(Stdio::null());
+    c
+}
+
+fn check(status: std::process::ExitStatus, what: &str) {
+    assert!(status.success(), "{what}: {status}");
+}
+
+/// The demo pipeline in `dir`, commands with the bare interpreter (no environment build
+/// inside the timing), `functions` functions with three prompts each.
+fn pipeline(dir: &Path, functions: u64) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let demo = std::fs::read_to_string(root.join("corpora/demo/pipeline.toml")).unwrap();
+    let shared = root.join("../shared/fixtures/tokenizers");
+    let text: String = demo
+        .lines()
+        .map(|l| {
+            if l.starts_with("tokenizer = ") {
+                format!(
+                    "tokenizer = {{ kind = \"qwen-bpe\", dir = \"{}\", config = \"{}\" }}",
+                    shared.join("qwen2").display(),
+                    shared.join("qwen3/tokenizer_config.json").display()
+                )
+            } else if l.starts_with("functions_per_repo") {
+                format!("functions_per_repo = {functions}\nprompts_per_function = 3")
+            } else if l.starts_with("exec = ") {
+                "exec = { enabled = true, timeout_s = 30, env = \"bare\" }".into()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("pipeline.toml");
+    std::fs::write(&p, text + "\n").unwrap();
+    p
+}
+
+fn items_done(p: &Path, workers: u32) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_sera-host"))
+        .args([
+            "status",
+            p.to_str().unwrap(),
+            "--workers",
+            &workers.to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["total"]["done"].as_u64().unwrap()
+}
+
+fn file_mb(p: &Path) -> f64 {
+    std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1e6)
+}
+
+fn merge(srcs: &[PathBuf], dst: &Path) -> Duration {
+    let _ = std::fs::remove_file(dst);
+    let t = Instant::now();
+    let mut c = bin();
+    c.args(["corpus", "merge"]).args(srcs).arg("--db").arg(dst);
+    check(c.status().unwrap(), "corpus merge");
+    t.elapsed()
+}
+
+/// A plain SQLite copy of every blob (no hash checks, nothing else): the floor for merge here.
+fn sqlite_copy(src: &Path, dst: &Path) -> Duration {
+    let _ = std::fs::remove_file(dst);
+    let c = rusqlite::Connection::open(dst).unwrap();
+    c.execute_batch(
+        "CREATE TABLE blobs (id TEXT PRIMARY KEY, raw_size INTEGER NOT NULL, data BLOB NOT NULL)",
+    )
+    .unwrap();
+    c.execute("ATTACH DATABASE ?1 AS src", [src.to_str().unwrap()])
+        .unwrap();
+    let t = Instant::now();
+    c.execute_batch("BEGIN; INSERT INTO main.blobs SELECT * FROM src.blobs; COMMIT;")
+        .unwrap();
+    t.elapsed()
+}
+
+fn main() {
+    let functions = env_num("SERA_BENCH_FUNCTIONS", 29);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let work = tempfile::tempdir().unwrap();
+
+    // Warm the plugin cache and the corpus's first ingest outside the timings.
+    let warm = pipeline(&work.path().join("warm"), 1);
+    check(
+        bin()
+            .args(["run", warm.to_str().unwrap(), "--no-progress"])
+            .status()
+            .unwrap(),
+        "warm-up run",
+    );
+
+    // 1. One worker on one core, then `cores` workers on a core each.
+    let one = pipeline(&work.path().join("one"), functions);
+    let t = Instant::now();
+    check(
+        pinned(0)
+            .args([
+                "run",
+                one.to_str().unwrap(),
+                "--worker",
+                "0/1",
+                "--no-progress",
+            ])
+            .status()
+            .unwrap(),
+        "one worker",
+    );
+    let one_s = t.elapsed().as_secs_f64();
+    let items = items_done(&one, 1);
+    let many = pipeline(&work.path().join("many"), functions);
+    let n = cores as u32;
+    let t = Instant::now();
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            pinned(i as usize)
+                .args([
+                    "run",
+                    many.to_str().unwrap(),
+                    "--worker",
+                    &format!("{i}/{n}"),
+                    "--no-progress",
+                ])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        check(c.wait().unwrap(), "worker");
+    }
+    let many_s = t.elapsed().as_secs_f64();
+    assert_eq!(items_done(&many, n), items);
+    let speedup = one_s / many_s;
+    println!(
+        "workers: {items} items; 1 worker on 1 core {:.1} items/s ({one_s:.1} s); {n} workers on {n} cores {:.1} items/s ({many_s:.1} s): {speedup:.2}x = {:.2}·N (target >= 0.8·N)",
+        items as f64 / one_s,
+        items as f64 / many_s,
+        speedup / f64::from(n)
+    );
+
+    // 2. Merge the workers' corpora; then a corpus of large blobs.
+    let dbs: Vec<PathBuf> = (0..n)
+        .map(|i| {
+            work.path()
+                .join(format!("many/demo.worker-{i}-of-{n}.sqlite"))
+        })
+        .collect();
+    let src_mb: f64 = dbs.iter().map(|p| file_mb(p)).sum();
+    let merged = work.path().join("many/demo.sqlite");
+    let d = merge(&dbs, &merged);
+    println!(
+        "merge of the {n} worker corpora: {src_mb:.1} MB in {:.3} s = {:.0} MB/s",
+        d.as_secs_f64(),
+        src_mb / d.as_secs_f64()
+    );
+    let blob_mb = env_num("SERA_BENCH_BLOB_MB", 150);
+    let tree = work.path().join("blobs");
+    std::fs::create_dir_all(&tree).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let file_bytes = 200_000usize;
+    for f in 0..(blob_mb as usize * 1_000_000 / file_bytes) {
+        let mut text = String::with_capacity(file_bytes + 32);
+        while text.len() < file_bytes {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            text.push_str(&format!("{x:016x} "));
+        }
+        std::fs::write(tree.join(format!("f{f:05}.txt")), text).unwrap();
+    }
+    let big = work.path().join("big.sqlite");
+    check(
+        bin()
+            .args([
+                "corpus",
+                "--db",
+                big.to_str().unwrap(),
+                "ingest",
+                tree.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap(),
+        "ingest",
+    );
+    let big_mb = file_mb(&big);
+    let mut merges = Vec::new();
+    let mut copies = Vec::new();
+    for _ in 0..3 {
+        merges.push(
+            merge(
+                std::slice::from_ref(&big),
+                &work.path().join("big-merged.sqlite"),
+            )
+            .as_secs_f64(),
+        );
+        copies.push(sqlite_copy(&big, &work.path().join("big-copy.sqlite")).as_secs_f64());
+    }
+    merges.sort_by(f64::total_cmp);
+    copies.sort_by(f64::total_cmp);
+    println!(
+        "merge of {big_mb:.0} MB of large blobs (hashes checked): median {:.3} s = {:.0} MB/s (target >= 200); plain SQLite copy, no checks: {:.3} s = {:.0} MB/s; merge / copy {:.2}x",
+        merges[1],
+        big_mb / merges[1],
+        copies[1],
+        big_mb / copies[1],
+        merges[1] / copies[1]
+    );
+
+    // 3. Finalize against re-running the finished one-worker pipeline.
+    let t = Instant::now();
+    check(
+        bin()
+            .args(["run", one.to_str().unwrap(), "--db"])
+            .arg(work.path().join("one/demo.worker-0-of-1.sqlite"))
+            .arg("--no-progress")
+            .status()
+            .unwrap(),
+        "rerun",
+    );
+    let rerun = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    check(
+        bin()
+            .args(["run", many.to_str().unwrap(), "--finalize", "--no-progress"])
+            .status()
+            .unwrap(),
+        "finalize",
+    );
+    let fin = t.elapsed().as_secs_f64();
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("many/out/manifest.json")).unwrap())
+            .unwrap();
+    let same = std::fs::read(work.path().join("one/out/manifest.json")).unwrap()
+        == std::fs::read(work.path().join("many/out/manifest.json")).unwrap();
+    println!(
+        "finalize of {} rows: {fin:.2} s; shards of the finished one-worker run rewritten: {rerun:.2} s; {:.2}x (target <= 2x); manifests identical: {same}",
+        rows["rows"],
+        fin / rerun
+    );
+}
