@@ -620,7 +620,7 @@ fn slurm_and_k8s_scripts() {
 #[test]
 fn workers_command_records_do_not_collide_when_merged() {
     use sera_host::exec::{ExecContext, Source};
-    use sera_host::plugin::{ExecHost, ExecRequest};
+    use sera_host::plugin::ExecRequest;
     use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let helper = PathBuf::from(env!("CARGO_BIN_EXE_sera-host"));
