@@ -7,8 +7,9 @@
 //! 3. `run --finalize` of the merged corpus against re-running the finished one-worker pipeline
 //!    (which reuses every stored rollout and writes the same shards): target ≤ 2×.
 //!
-//! Run: cargo bench -p sera-host --bench cluster (SERA_BENCH_FUNCTIONS functions x 3 prompts
-//! each, default 29, the whole of python-stdlib:json; SERA_BENCH_BLOB_MB, default 150).
+//! Run: cargo bench -p sera-host --bench cluster (SERA_BENCH_SOURCE, default python-stdlib:email;
+//! SERA_BENCH_FUNCTIONS functions of it x 3 prompts each, default 60; SERA_BENCH_BLOB_MB,
+//! default 150).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,9 +47,13 @@ fn check(status: std::process::ExitStatus, what: &str) {
     assert!(status.success(), "{what}: {status}");
 }
 
-/// The demo pipeline in `dir`, commands with the bare interpreter (no environment build
-/// inside the timing), `functions` functions with three prompts each.
+/// The demo pipeline in `dir`, `functions` functions with three prompts each, commands with
+/// the bare interpreter (no environment build inside the timing) or none.
 fn pipeline(dir: &Path, functions: u64) -> PathBuf {
+    pipeline_with(dir, functions, true)
+}
+
+fn pipeline_with(dir: &Path, functions: u64, exec: bool) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let demo = std::fs::read_to_string(root.join("corpora/demo/pipeline.toml")).unwrap();
     let shared = root.join("../shared/fixtures/tokenizers");
@@ -63,8 +68,13 @@ fn pipeline(dir: &Path, functions: u64) -> PathBuf {
                 )
             } else if l.starts_with("functions_per_repo") {
                 format!("functions_per_repo = {functions}\nprompts_per_function = 3")
+            } else if l.starts_with("sources = ") {
+                format!(
+                    "sources = [\"{}\"]",
+                    std::env::var("SERA_BENCH_SOURCE").unwrap_or("python-stdlib:email".into())
+                )
             } else if l.starts_with("exec = ") {
-                "exec = { enabled = true, timeout_s = 30, env = \"bare\" }".into()
+                format!("exec = {{ enabled = {exec}, timeout_s = 30, env = \"bare\" }}")
             } else {
                 l.to_string()
             }
@@ -121,23 +131,10 @@ fn sqlite_copy(src: &Path, dst: &Path) -> Duration {
     t.elapsed()
 }
 
-fn main() {
-    let functions = env_num("SERA_BENCH_FUNCTIONS", 29);
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let work = tempfile::tempdir().unwrap();
-
-    // Warm the plugin cache and the corpus's first ingest outside the timings.
-    let warm = pipeline(&work.path().join("warm"), 1);
-    check(
-        bin()
-            .args(["run", warm.to_str().unwrap(), "--no-progress"])
-            .status()
-            .unwrap(),
-        "warm-up run",
-    );
-
-    // 1. One worker on one core, then `cores` workers on a core each.
-    let one = pipeline(&work.path().join("one"), functions);
+/// One worker pinned to core 0, then `n` workers pinned a core each, on the same items.
+/// Returns (the one-worker pipeline, the n-worker pipeline, items).
+fn scale(dir: &Path, functions: u64, n: u32, exec: bool) -> (PathBuf, PathBuf, u64) {
+    let one = pipeline_with(&dir.join("one"), functions, exec);
     let t = Instant::now();
     check(
         pinned(0)
@@ -154,8 +151,7 @@ fn main() {
     );
     let one_s = t.elapsed().as_secs_f64();
     let items = items_done(&one, 1);
-    let many = pipeline(&work.path().join("many"), functions);
-    let n = cores as u32;
+    let many = pipeline_with(&dir.join("many"), functions, exec);
     let t = Instant::now();
     let children: Vec<_> = (0..n)
         .map(|i| {
@@ -176,13 +172,54 @@ fn main() {
     }
     let many_s = t.elapsed().as_secs_f64();
     assert_eq!(items_done(&many, n), items);
+    let out = Command::new(env!("CARGO_BIN_EXE_sera-host"))
+        .args([
+            "status",
+            many.to_str().unwrap(),
+            "--workers",
+            &n.to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parts: Vec<u64> = (0..n as usize)
+        .map(|i| v["workers"][i]["counts"]["items"].as_u64().unwrap())
+        .collect();
+    let largest = *parts.iter().max().unwrap();
     let speedup = one_s / many_s;
     println!(
-        "workers: {items} items; 1 worker on 1 core {:.1} items/s ({one_s:.1} s); {n} workers on {n} cores {:.1} items/s ({many_s:.1} s): {speedup:.2}x = {:.2}·N (target >= 0.8·N)",
+        "workers, commands {}: {items} items in partitions {parts:?} (the largest bounds the speedup at {:.2}x); 1 worker on 1 core {:.1} items/s ({one_s:.1} s); {n} workers on {n} cores {:.1} items/s ({many_s:.1} s): {speedup:.2}x = {:.2}·N (target >= 0.8·N)",
+        if exec { "on" } else { "off" },
+        items as f64 / largest as f64,
         items as f64 / one_s,
         items as f64 / many_s,
         speedup / f64::from(n)
     );
+    (one, many, items)
+}
+
+fn main() {
+    let functions = env_num("SERA_BENCH_FUNCTIONS", 60);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let work = tempfile::tempdir().unwrap();
+
+    // Warm the plugin cache and the corpus's first ingest outside the timings.
+    let warm = pipeline(&work.path().join("warm"), 1);
+    check(
+        bin()
+            .args(["run", warm.to_str().unwrap(), "--no-progress"])
+            .status()
+            .unwrap(),
+        "warm-up run",
+    );
+
+    // 1. One worker on one core, then `cores` workers on a core each: without commands (the
+    // pipeline alone), then with them (each command a sandbox: namespaces, a cgroup).
+    let n = cores as u32;
+    let (_, _, _) = scale(&work.path().join("noexec"), functions, n, false);
+    let (one, many, items) = scale(work.path(), functions, n, true);
+    let _ = items;
 
     // 2. Merge the workers' corpora; then a corpus of large blobs.
     let dbs: Vec<PathBuf> = (0..n)

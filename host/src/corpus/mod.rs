@@ -106,9 +106,18 @@ pub fn in_tests_path(path: &str) -> bool {
 impl Corpus {
     /// Opens (creating if needed) a corpus file, migrating an older schema.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_page_size(path, None)
+    }
+
+    /// [`Corpus::open`], with `page_size` for a file that does not exist yet (SQLite fixes a
+    /// database's page size when it is created; an existing file keeps its own).
+    pub fn open_with_page_size(path: &Path, page_size: Option<u32>) -> Result<Self> {
         let shown = path.display().to_string();
         let mut conn =
             Connection::open(path).with_context(|| format!("{shown}: cannot open the corpus"))?;
+        if let Some(size) = page_size {
+            conn.pragma_update(None, "page_size", size)?;
+        }
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         schema::migrate(&mut conn, &shown)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

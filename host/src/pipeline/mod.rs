@@ -327,6 +327,26 @@ pub async fn build_scoped(
             .map(|p| (p.item, p.worker))
             .collect();
     }
+    if scope.finalize {
+        let workers: std::collections::HashMap<String, u32> = corpus
+            .lock()
+            .expect("corpus lock")
+            .item_progress(&pipeline_sha256)?
+            .into_iter()
+            .map(|p| {
+                let index = p.worker.split('/').next().and_then(|i| i.parse().ok());
+                (p.item, index.unwrap_or(0))
+            })
+            .collect();
+        for item in &items {
+            let index = workers.get(&item.key).copied().unwrap_or(0);
+            let teacher = match cfg.teacher.kind.as_str() {
+                "scripted" => "scripted".to_string(),
+                _ => crate::teacher::endpoint_url(&cfg.teacher.url_for(index))?,
+            };
+            stages.live_teachers.insert(item.key.clone(), teacher);
+        }
+    }
     if mode == Mode::Live {
         let worker = scope
             .worker

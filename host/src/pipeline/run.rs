@@ -172,6 +172,9 @@ pub struct Stages {
     /// Items done by a worker of a partitioned run, and which (`I/N`): their commands'
     /// records are that worker's own (see `ExecContext::scope`).
     pub exec_scopes: std::collections::HashMap<String, String>,
+    /// `--finalize`: the teacher each item's live run asked, as rollout ids name it, so that
+    /// the workers' stored rollouts are found instead of replayed.
+    pub live_teachers: std::collections::HashMap<String, String>,
 }
 
 /// The sandbox limits a pipeline's `[rollout.exec]` names.
@@ -402,6 +405,7 @@ impl Stages {
             exec,
             progress_key: None,
             exec_scopes: Default::default(),
+            live_teachers: Default::default(),
         })
     }
 
@@ -466,13 +470,12 @@ impl Stages {
     /// A rollout, from the corpus when these inputs ran before (unless the teacher failed it).
     async fn rollout(&self, item: &Item, spec: &RolloutSpec) -> Result<RolloutRef> {
         let function = item.function_key();
-        let id = rollout_id(
-            &item.snapshot,
-            &function,
-            spec,
-            &self.tools,
-            &self.teacher.describe(),
-        );
+        let teacher = self
+            .live_teachers
+            .get(&item.key)
+            .cloned()
+            .unwrap_or_else(|| self.teacher.describe());
+        let id = rollout_id(&item.snapshot, &function, spec, &self.tools, &teacher);
         if self.reuse() {
             let stored = self.corpus.lock().expect("corpus lock").rollout(&id)?;
             if let Some(row) = stored.filter(|r| r.outcome != Outcome::TeacherError.as_str()) {

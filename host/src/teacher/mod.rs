@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-pub use openai::{OpenAiTeacher, RetryPolicy};
+pub use openai::{endpoint_url, OpenAiTeacher, RetryPolicy};
 pub use record::{RecordingTeacher, ReplayTeacher};
 pub use scripted::ScriptedTeacher;
 

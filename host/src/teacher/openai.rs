@@ -54,6 +54,20 @@ enum Attempt {
     Fatal(TeacherError),
 }
 
+/// The chat-completions endpoint of a base URL (`http://host:8000/v1`): what requests go to,
+/// and how rollout ids name the teacher.
+pub fn endpoint_url(base_url: &str) -> anyhow::Result<String> {
+    let trimmed = base_url.trim_end_matches('/');
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+        anyhow::bail!("teacher URL {base_url:?}: expected http:// or https://");
+    }
+    Ok(if trimmed.ends_with("/chat/completions") {
+        trimmed.to_string()
+    } else {
+        format!("{trimmed}/chat/completions")
+    })
+}
+
 impl OpenAiTeacher {
     /// `base_url` is an endpoint such as `http://localhost:8000/v1` (or the full
     /// `.../chat/completions` URL). `api_key`: the key itself, read by the caller from the
@@ -65,15 +79,7 @@ impl OpenAiTeacher {
         timeout: Duration,
         retry: RetryPolicy,
     ) -> anyhow::Result<Self> {
-        let trimmed = base_url.trim_end_matches('/');
-        if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
-            anyhow::bail!("teacher URL {base_url:?}: expected http:// or https://");
-        }
-        let url = if trimmed.ends_with("/chat/completions") {
-            trimmed.to_string()
-        } else {
-            format!("{trimmed}/chat/completions")
-        };
+        let url = endpoint_url(base_url)?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency.max(1))
             .connect_timeout(timeout.min(Duration::from_secs(30)))
