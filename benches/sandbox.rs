@@ -24,7 +24,7 @@ use sera_host::exec::plan::{EnvMode, ExecPlan};
 use sera_host::plugin::{Limits, PluginEngine, PluginSource, ToolsPlugin};
 use sera_host::rollout::job::{find_function, function_vars};
 use sera_host::rollout::{Outcome, RolloutSpec};
-use sera_host::sandbox::{Layer, Sandbox, SandboxConfig};
+use sera_host::sandbox::{Layer, Prepare, Sandbox, SandboxConfig};
 
 #[path = "support/in_flight.rs"]
 mod flight;
@@ -46,17 +46,28 @@ fn main() {
         .split(',')
         .filter_map(Layer::parse)
         .collect();
-    let config = SandboxConfig {
-        allow_weaker: skipped,
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::new(helper, config).expect("the sandbox here");
+    // The default (the next command's sandbox made ahead of its call, taken when ready) and
+    // the whole setup on each call's path, as two sandboxes side by side.
+    let modes = [("prepared", Prepare::WhenReady), ("whole", Prepare::Never)];
+    let sandboxes: Vec<Sandbox> = modes
+        .iter()
+        .map(|(_, prepare)| {
+            let config = SandboxConfig {
+                allow_weaker: skipped.clone(),
+                prepare: *prepare,
+                ..SandboxConfig::default()
+            };
+            Sandbox::new(helper.clone(), config).expect("the sandbox here")
+        })
+        .collect();
     let ws = tempfile::tempdir().unwrap();
-    let env = sandbox.env();
-    let (mut plain, mut boxed) = (Vec::new(), Vec::new());
-    let mut phases: Vec<(String, Vec<Duration>)> = Vec::new();
-    // Interleaved, so that noise from the shared machine hits both alike.
-    for _ in 0..n {
+    let env = sandboxes[0].env();
+    let mut plain = Vec::new();
+    let mut boxed: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+    let mut phases: Vec<Vec<(String, Vec<Duration>)>> = vec![Vec::new(); modes.len()];
+    let mut took_prepared = 0;
+    // Interleaved, so that noise from the shared machine hits all alike.
+    for i in 0..n {
         let t = Instant::now();
         let out = Command::new("/bin/bash")
             .args(["-c", "true"])
@@ -67,41 +78,54 @@ fn main() {
             .unwrap();
         assert!(out.status.success());
         plain.push(t.elapsed());
-        let t = Instant::now();
-        let out = sandbox.run(ws.path(), "true", None).unwrap();
-        assert_eq!(out.exit_code, Some(0));
-        boxed.push(t.elapsed());
-        for (i, (name, at)) in out.phases.into_iter().enumerate() {
-            if phases.len() <= i {
-                phases.push((name, Vec::new()));
+        // Each goes first as often as the other.
+        for k in 0..sandboxes.len() {
+            let m = (i + k) % sandboxes.len();
+            let sandbox = &sandboxes[m];
+            let t = Instant::now();
+            let out = sandbox.run(ws.path(), "true", None).unwrap();
+            assert_eq!(out.exit_code, Some(0));
+            boxed[m].push(t.elapsed());
+            if m == 0 && out.phases.iter().any(|(name, _)| name == "handoff") {
+                took_prepared += 1;
             }
-            phases[i].1.push(at);
+            for (name, at) in out.phases {
+                match phases[m].iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => v.push(at),
+                    None => phases[m].push((name, vec![at])),
+                }
+            }
         }
     }
-    drop(sandbox);
-    let (p, b) = (median(plain), median(boxed));
-    println!("sandbox setup, median time after the spawn began:");
-    let mut prev = Duration::ZERO;
-    for (name, at) in phases {
-        let m = median(at);
-        println!(
-            "  {name:<10} {:>6.2} ms  (+{:.2})",
-            m.as_secs_f64() * 1e3,
-            m.saturating_sub(prev).as_secs_f64() * 1e3
-        );
-        prev = m;
+    drop(sandboxes);
+    let p = median(plain);
+    for (m, (mode, _)) in modes.iter().enumerate() {
+        println!("sandbox setup ({mode}), median time after the call began:");
+        let mut prev = Duration::ZERO;
+        for (name, at) in std::mem::take(&mut phases[m]) {
+            let m = median(at);
+            println!(
+                "  {name:<10} {:>6.2} ms  (+{:.2})",
+                m.as_secs_f64() * 1e3,
+                m.saturating_sub(prev).as_secs_f64() * 1e3
+            );
+            prev = m;
+        }
     }
     println!(
-        "plain spawn (bash -c true, same env): median {:.2} ms",
+        "plain spawn (bash -c true, same env):   median {:.2} ms",
         p.as_secs_f64() * 1e3
     );
+    for (m, (mode, _)) in modes.iter().enumerate() {
+        let b = median(std::mem::take(&mut boxed[m]));
+        println!(
+            "sandboxed, every layer ({mode:<8}):   median {:.2} ms, overhead {:.2} ms",
+            b.as_secs_f64() * 1e3,
+            (b.as_secs_f64() - p.as_secs_f64()) * 1e3
+        );
+    }
     println!(
-        "sandboxed (every layer):           median {:.2} ms",
-        b.as_secs_f64() * 1e3
-    );
-    println!(
-        "sandbox overhead per command:      {:.2} ms ({n} runs each, interleaved)",
-        (b.as_secs_f64() - p.as_secs_f64()) * 1e3
+        "({n} runs each, interleaved; {took_prepared} of the {n} default calls found their sandbox prepared)"
     );
     part2();
 }

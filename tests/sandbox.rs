@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use sera_host::sandbox::Prepare;
 use serde_json::Value;
 
 fn bin() -> &'static str {
@@ -479,6 +480,143 @@ fn library_sandbox() -> sera_host::sandbox::Sandbox {
     .expect("every layer here")
 }
 
+fn sandbox_preparing(prepare: Prepare) -> sera_host::sandbox::Sandbox {
+    sera_host::sandbox::Sandbox::new(
+        PathBuf::from(env!("CARGO_BIN_EXE_sera-sandbox")),
+        sera_host::sandbox::SandboxConfig {
+            prepare,
+            ..Default::default()
+        },
+    )
+    .expect("every layer here")
+}
+
+/// Whether a call ran in a sandbox prepared ahead of it (its setup marks say so).
+fn was_prepared(out: &sera_host::sandbox::ExecOutcome) -> bool {
+    out.phases.iter().any(|(name, _)| name == "handoff")
+}
+
+#[test]
+fn a_prepared_sandbox_gives_the_command_what_the_whole_setup_gives() {
+    // Everything a command can see of its sandbox, the same whichever way it was made: root,
+    // mounts, limits, filters, identity, /tmp, and what it may write.
+    let view = "pwd; id; ls -a /; ls -a /tmp; awk '{print $5, $6}' /proc/self/mountinfo | sort; \
+        grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status; ulimit -v -t -f -c -n; \
+        echo $$; touch /workspace/w && echo wrote-workspace; touch /tmp/t && echo wrote-tmp; \
+        touch /etc/x 2>&1; cat /etc/hostname >/dev/null && echo read-etc; ls /.host 2>&1; \
+        cat mine";
+    let mut views = Vec::new();
+    for prepare in [Prepare::Always, Prepare::Never] {
+        let sandbox = sandbox_preparing(prepare);
+        // Two workspaces in turn: a prepared sandbox learns its workspace with the call.
+        for name in ["a", "b"] {
+            let ws = workspace();
+            std::fs::write(ws.path().join("mine"), name).unwrap();
+            let out = sandbox.run(ws.path(), view, None).unwrap();
+            assert_eq!(
+                out.exit_code,
+                Some(0),
+                "{prepare:?}: {}",
+                String::from_utf8_lossy(&out.output)
+            );
+            assert_eq!(
+                was_prepared(&out),
+                prepare == Prepare::Always,
+                "{:?}",
+                out.phases
+            );
+            let text = String::from_utf8_lossy(&out.output).into_owned();
+            assert!(
+                text.ends_with(name),
+                "{prepare:?} saw another workspace: {text}"
+            );
+            assert!(text.contains("wrote-workspace\nwrote-tmp\n"), "{text}");
+            assert!(
+                text.contains("Permission denied") || text.contains("Read-only"),
+                "{text}"
+            );
+            assert!(ws.path().join("w").exists());
+            views.push(text);
+        }
+        let layers = sandbox.layers();
+        assert!(layers.iter().all(|l| l.ok), "{prepare:?}: {layers:?}");
+    }
+    assert_eq!(
+        views[0].replace("mine", ""),
+        views[2].replace("mine", ""),
+        "prepared vs whole, workspace a"
+    );
+    assert_eq!(views[1], views[3], "prepared vs whole, workspace b");
+}
+
+/// Children of `parent` (pids).
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_prepared_sandbox_that_dies_before_its_call_costs_no_command() {
+    for prepare in [Prepare::WhenReady, Prepare::Always] {
+        let sandbox = sandbox_preparing(prepare);
+        let ws = workspace();
+        let first = sandbox.run(ws.path(), "echo one", None).unwrap();
+        assert_eq!(first.output, b"one\n");
+        std::thread::sleep(Duration::from_millis(100));
+        // The zygote's only child now is the next command's prepared process.
+        let zygote = sandbox.zygote_pid().expect("a zygote") as i32;
+        let prepared = children_of(zygote);
+        assert_eq!(prepared.len(), 1, "{prepared:?}");
+        // SAFETY: a signal to a process of this test's own sandbox.
+        unsafe { libc::kill(prepared[0], libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(50));
+        for word in ["two", "three"] {
+            let out = sandbox
+                .run(ws.path(), &format!("echo {word}"), None)
+                .unwrap();
+            assert_eq!(out.output, format!("{word}\n").as_bytes(), "{prepare:?}");
+            assert_eq!(out.exit_code, Some(0));
+            assert!(
+                !was_prepared(&out),
+                "{prepare:?}: preparing goes off once it failed"
+            );
+        }
+        drop(sandbox);
+    }
+}
+
+#[test]
+fn by_default_a_call_takes_the_prepared_sandbox_once_it_is_ready() {
+    let sandbox = sandbox_preparing(Prepare::WhenReady);
+    let ws = workspace();
+    let mut prepared = 0;
+    for _ in 0..10 {
+        // The teacher's turn between two commands is when the next sandbox is made.
+        std::thread::sleep(Duration::from_millis(20));
+        let out = sandbox.run(ws.path(), "echo ok", None).unwrap();
+        assert_eq!(out.output, b"ok\n");
+        prepared += was_prepared(&out) as usize;
+    }
+    assert!(
+        prepared >= 8,
+        "only {prepared} of 10 calls found a prepared sandbox"
+    );
+}
+
 /// The zygotes that are children of this test process.
 fn my_zygotes() -> Vec<i32> {
     let me = std::process::id().to_string();
@@ -524,7 +662,13 @@ fn a_killed_helper_is_restarted_and_fails_no_later_command() {
 
 #[test]
 fn concurrent_commands_through_one_helper_keep_their_own_output_status_and_tmp() {
-    let sandbox = std::sync::Arc::new(library_sandbox());
+    for prepare in [Prepare::WhenReady, Prepare::Always, Prepare::Never] {
+        concurrent_commands(sandbox_preparing(prepare));
+    }
+}
+
+fn concurrent_commands(sandbox: sera_host::sandbox::Sandbox) {
+    let sandbox = std::sync::Arc::new(sandbox);
     let ws = workspace();
     let threads: Vec<_> = (0..16)
         .map(|i| {

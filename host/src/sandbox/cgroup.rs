@@ -70,7 +70,12 @@ pub(crate) fn dead_owner(name: &str, prefix: &str) -> Option<u32> {
 }
 
 fn probe(dir: &Path) -> bool {
-    let test = dir.join(format!("sera-probe-{}", std::process::id()));
+    // Unique per call: sandboxes made at once in one process probe side by side.
+    let test = dir.join(format!(
+        "sera-probe-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let ok = std::fs::create_dir(&test).is_ok() && test.join("pids.max").exists();
     let _ = std::fs::remove_dir(&test);
     ok

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreated,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use seccompiler::{
     SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
@@ -17,16 +17,37 @@ use seccompiler::{
 const LANDLOCK_ABI: ABI = ABI::V6;
 
 pub(crate) fn apply_landlock(read: &[PathBuf], write: &[PathBuf]) -> Result<String, String> {
+    finish_landlock(landlock_ruleset(read, write)?, &[])
+}
+
+/// A ruleset with rules for the paths that exist now, not applied yet: a prepared command
+/// (`prepared.rs`) adds /workspace and /tmp once they are mounted, since a rule on a mount
+/// point does not cover what is mounted on it later.
+pub(crate) fn landlock_ruleset(
+    read: &[PathBuf],
+    write: &[PathBuf],
+) -> Result<RulesetCreated, String> {
     let abi = LANDLOCK_ABI;
     let read: Vec<&PathBuf> = read.iter().filter(|p| p.exists()).collect();
     let write: Vec<&PathBuf> = write.iter().filter(|p| p.exists()).collect();
-    let status = Ruleset::default()
+    Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
         .and_then(|r| r.handle_access(AccessNet::from_all(abi)))
         .and_then(|r| r.scope(Scope::from_all(abi)))
         .and_then(|r| r.create())
         .and_then(|r| r.add_rules(path_beneath_rules(read, AccessFs::from_read(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(write, AccessFs::from_all(abi))))
+        .map_err(|e| format!("landlock: {e}"))
+}
+
+/// Adds read-write rules for `write` and restricts this process with the ruleset.
+pub(crate) fn finish_landlock(
+    ruleset: RulesetCreated,
+    write: &[PathBuf],
+) -> Result<String, String> {
+    let abi = LANDLOCK_ABI;
+    let status = ruleset
+        .add_rules(path_beneath_rules(write, AccessFs::from_all(abi)))
         .and_then(|r| r.restrict_self())
         .map_err(|e| format!("landlock: {e}"))?;
     match status.ruleset {

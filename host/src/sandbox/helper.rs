@@ -48,24 +48,61 @@ pub fn monotonic_us() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
-struct Reporter {
-    pipe: std::fs::File,
-    best_effort: Vec<Layer>,
+pub(crate) struct Reporter {
+    /// `None` while a prepared command has no call yet: lines wait in `pending`.
+    pipe: Option<std::fs::File>,
+    pending: Vec<u8>,
+    pub best_effort: Vec<Layer>,
+    /// Whether layers are followed by a time mark (not while preparing: that time is not the
+    /// call's).
+    pub marks: bool,
 }
 
 impl Reporter {
+    pub fn new(pipe: std::fs::File) -> Reporter {
+        Reporter {
+            pipe: Some(pipe),
+            pending: Vec::new(),
+            best_effort: Vec::new(),
+            marks: true,
+        }
+    }
+
+    /// A reporter that keeps its lines until [`Reporter::attach`].
+    pub fn pending() -> Reporter {
+        Reporter {
+            pipe: None,
+            pending: Vec::new(),
+            best_effort: Vec::new(),
+            marks: false,
+        }
+    }
+
+    /// From now on, lines go to `pipe`, the kept ones first.
+    pub fn attach(&mut self, mut pipe: std::fs::File) {
+        let _ = pipe.write_all(&std::mem::take(&mut self.pending));
+        self.pipe = Some(pipe);
+    }
+
     fn send(&mut self, r: &Report) {
         let mut line = serde_json::to_vec(r).unwrap_or_default();
         line.push(b'\n');
-        let _ = self.pipe.write_all(&line);
+        match &mut self.pipe {
+            Some(p) => {
+                let _ = p.write_all(&line);
+            }
+            None => self.pending.extend_from_slice(&line),
+        }
     }
 
     /// Reports a layer; a failed one that is not best-effort ends the helper.
-    fn layer(&mut self, layer: Layer, result: Result<String, String>) -> bool {
+    pub fn layer(&mut self, layer: Layer, result: Result<String, String>) -> bool {
         let ok = result.is_ok();
         let detail = result.unwrap_or_else(|e| e);
         self.send(&Report::Layer(LayerReport { layer, ok, detail }));
-        self.mark(layer.name());
+        if self.marks {
+            self.mark(layer.name());
+        }
         if !ok && !self.best_effort.contains(&layer) {
             // SAFETY: ends this process; nothing of it needs cleaning up.
             unsafe { libc::_exit(SETUP_FAILED) };
@@ -73,21 +110,21 @@ impl Reporter {
         ok
     }
 
-    fn mark(&mut self, name: &str) {
+    pub fn mark(&mut self, name: &str) {
         self.send(&Report::Mark {
             name: name.to_string(),
             at_us: monotonic_us(),
         });
     }
 
-    fn fatal(&mut self, message: String) -> ! {
+    pub fn fatal(&mut self, message: String) -> ! {
         self.send(&Report::Fatal { message });
         // SAFETY: as above.
         unsafe { libc::_exit(SETUP_FAILED) }
     }
 }
 
-fn errno() -> String {
+pub(crate) fn errno() -> String {
     std::io::Error::last_os_error().to_string()
 }
 
@@ -137,10 +174,7 @@ pub(crate) fn command_main(
     }
     super::zygote::to_dev_null(&[0], libc::O_RDONLY);
     drop(out);
-    let mut rep = Reporter {
-        pipe: std::fs::File::from(report),
-        best_effort: Vec::new(),
-    };
+    let mut rep = Reporter::new(std::fs::File::from(report));
     let spec_json = match super::zygote::read_spec(&request) {
         Ok(s) => s,
         Err(e) => rep.fatal(format!("cannot read the command's spec: {e}")),
@@ -208,7 +242,7 @@ pub(crate) fn command_main(
         rep.fatal(format!("fork: {}", errno()));
     }
     if child > 0 {
-        wait_and_exit(child, &mut rep, &request);
+        wait_and_exit(child, &mut rep, &request, || {});
     }
     // SAFETY: plain libc calls; the parent is this helper, which waits for us.
     unsafe {
@@ -297,6 +331,11 @@ pub(crate) fn command_main(
     };
     rep.layer(Layer::Seccomp, sc);
 
+    exec_bash(&mut rep, &spec.command, &spec.env)
+}
+
+/// Becomes `bash -c COMMAND` with exactly `env`. Never returns.
+pub(crate) fn exec_bash(rep: &mut Reporter, command: &str, env: &[(String, String)]) -> ! {
     let bash = ["/bin/bash", "/usr/bin/bash"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -304,10 +343,9 @@ pub(crate) fn command_main(
     let argv = [
         CString::new("bash").unwrap(),
         CString::new("-c").unwrap(),
-        CString::new(spec.command.replace('\0', "")).unwrap(),
+        CString::new(command.replace('\0', "")).unwrap(),
     ];
-    let envp: Vec<CString> = spec
-        .env
+    let envp: Vec<CString> = env
         .iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
@@ -327,7 +365,7 @@ pub(crate) fn command_main(
 
 /// The command starts with every signal at its default and none blocked, whatever the helper
 /// inherited (a Rust program ignores SIGPIPE, and ignored signals survive `execve`).
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     // SAFETY: plain libc calls on this process's own signal state, just before execve.
     unsafe {
         for sig in 1..libc::SIGRTMAX() {
@@ -342,7 +380,12 @@ fn reset_signals() {
 }
 
 /// The helper's part once the namespace's first process runs: wait, then end the way it did.
-fn wait_and_exit(child: libc::pid_t, rep: &mut Reporter, request: &UnixStream) -> ! {
+pub(crate) fn wait_and_exit(
+    child: libc::pid_t,
+    rep: &mut Reporter,
+    request: &UnixStream,
+    before_status: impl FnOnce(),
+) -> ! {
     // The output pipe is the command's alone: its end of file must not wait for this process.
     super::zygote::to_dev_null(&[1, 2], libc::O_WRONLY);
     let mut status = 0;
@@ -356,6 +399,7 @@ fn wait_and_exit(child: libc::pid_t, rep: &mut Reporter, request: &UnixStream) -
         }
     }
     rep.mark("reaped");
+    before_status();
     // The command and everything it started are gone (the pid namespace ended with its pid 1):
     // the host may go on now, without waiting for this process's namespaces to be torn down.
     super::zygote::Answer::Status(status).send(request);
@@ -387,7 +431,7 @@ pub(crate) fn unshare(flag: libc::c_int) -> Result<(), String> {
     }
 }
 
-fn set_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
+pub(crate) fn set_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
     let lim = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard.max(soft),
@@ -411,10 +455,23 @@ fn get_rlimit(resource: libc::__rlimit_resource_t) -> (u64, u64) {
 }
 
 fn check_rlimits(spec: &HelperSpec) -> Result<String, String> {
+    check_limits(
+        spec.address_space_bytes,
+        spec.cpu_seconds,
+        spec.file_size_bytes,
+    )
+}
+
+/// Whether this process's rlimits are the ones asked for (and the description of them).
+pub(crate) fn check_limits(
+    address_space_bytes: u64,
+    cpu_seconds: u64,
+    file_size_bytes: u64,
+) -> Result<String, String> {
     let want = [
-        ("AS", libc::RLIMIT_AS, spec.address_space_bytes),
-        ("CPU", libc::RLIMIT_CPU, spec.cpu_seconds),
-        ("FSIZE", libc::RLIMIT_FSIZE, spec.file_size_bytes),
+        ("AS", libc::RLIMIT_AS, address_space_bytes),
+        ("CPU", libc::RLIMIT_CPU, cpu_seconds),
+        ("FSIZE", libc::RLIMIT_FSIZE, file_size_bytes),
         ("CORE", libc::RLIMIT_CORE, 0),
     ];
     for (name, res, v) in want {
@@ -425,14 +482,14 @@ fn check_rlimits(spec: &HelperSpec) -> Result<String, String> {
     }
     Ok(format!(
         "AS {} MiB, CPU {} s (hard {} s), FSIZE {} MiB, CORE 0",
-        spec.address_space_bytes >> 20,
-        spec.cpu_seconds,
-        spec.cpu_seconds + 1,
-        spec.file_size_bytes >> 20
+        address_space_bytes >> 20,
+        cpu_seconds,
+        cpu_seconds + 1,
+        file_size_bytes >> 20
     ))
 }
 
-fn mount(
+pub(crate) fn mount(
     src: Option<&Path>,
     target: &Path,
     fstype: Option<&str>,
@@ -495,17 +552,21 @@ fn kept_flags(p: &Path) -> libc::c_ulong {
     out
 }
 
-fn inside(root: &Path, p: &Path) -> PathBuf {
+pub(crate) fn inside(root: &Path, p: &Path) -> PathBuf {
     root.join(p.strip_prefix("/").unwrap_or(p))
 }
 
 /// Makes `p` (a host path) visible at the same path under `root`: a symlink as a symlink, a
 /// directory or file as a read-only bind mount. Missing paths are skipped (`false`).
 fn expose(root: &Path, p: &Path) -> Result<bool, String> {
+    expose_at(p, &inside(root, p))
+}
+
+/// Makes the host path `p` visible at `at`, as [`expose`] does.
+pub(crate) fn expose_at(p: &Path, at: &Path) -> Result<bool, String> {
     let Ok(meta) = std::fs::symlink_metadata(p) else {
         return Ok(false);
     };
-    let at = inside(root, p);
     if let Some(parent) = at.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
     }
@@ -514,19 +575,19 @@ fn expose(root: &Path, p: &Path) -> Result<bool, String> {
             return Ok(true);
         }
         let target = std::fs::read_link(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        return std::os::unix::fs::symlink(&target, &at)
+        return std::os::unix::fs::symlink(&target, at)
             .map(|_| true)
             .map_err(|e| format!("symlink {}: {e}", at.display()));
     }
     if meta.is_dir() {
-        std::fs::create_dir_all(&at).map_err(|e| format!("mkdir {}: {e}", at.display()))?;
+        std::fs::create_dir_all(at).map_err(|e| format!("mkdir {}: {e}", at.display()))?;
     } else if at.symlink_metadata().is_err() {
-        std::fs::write(&at, b"").map_err(|e| format!("create {}: {e}", at.display()))?;
+        std::fs::write(at, b"").map_err(|e| format!("create {}: {e}", at.display()))?;
     }
-    mount(Some(p), &at, None, libc::MS_BIND | libc::MS_REC, None)?;
+    mount(Some(p), at, None, libc::MS_BIND | libc::MS_REC, None)?;
     mount(
         None,
-        &at,
+        at,
         None,
         libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept_flags(p),
         None,
@@ -556,7 +617,7 @@ pub(crate) fn build_template(root: &Path, read_only: &[PathBuf]) -> Result<Strin
         libc::MS_NOSUID | libc::MS_NODEV,
         Some("mode=0755,size=4m"),
     )?;
-    for d in ["workspace", "tmp", "proc"] {
+    for d in ["workspace", "tmp", "proc", super::prepared::OLD_ROOT] {
         let at = root.join(d);
         std::fs::create_dir_all(&at).map_err(|e| format!("mkdir {}: {e}", at.display()))?;
     }
@@ -611,55 +672,8 @@ pub(crate) fn build_template(root: &Path, read_only: &[PathBuf]) -> Result<Strin
 /// The command's own part of its root (in its own mount namespace, a copy of the zygote's),
 /// then `pivot_root` into it.
 fn enter_root(spec: &HelperSpec, root: &Path, template: &str) -> Result<String, String> {
-    // The template's mounts came from a more privileged user namespace, so they are locked
-    // here, and pivot_root refuses a locked new root: a recursive bind of it is this
-    // namespace's own (its submounts stay locked, read-only).
-    mount(Some(root), root, None, libc::MS_BIND | libc::MS_REC, None)?;
-    mount(
-        Some(&spec.workspace),
-        &root.join("workspace"),
-        None,
-        libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
-        None,
-    )?;
-    mount(
-        Some(&spec.tmp),
-        &root.join("tmp"),
-        None,
-        libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
-        None,
-    )?;
-    // After /tmp: read-only paths under the host's /tmp (a test cache, say) stay visible.
-    for p in spec.read_only.iter().filter(|p| p.starts_with("/tmp")) {
-        expose(root, p)?;
-    }
-    mount(
-        None,
-        &root.join("dev/shm"),
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=1777,size=64m"),
-    )?;
-    let proc_ = root.join("proc");
-    let proc_kind = match mount(
-        None,
-        &proc_,
-        Some("proc"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        None,
-    ) {
-        Ok(()) => "its own /proc",
-        Err(_) => {
-            mount(
-                Some(Path::new("/proc")),
-                &proc_,
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )?;
-            "the host's /proc (a new one could not be mounted)"
-        }
-    };
+    let proc_kind = own_mounts(root)?;
+    call_mounts(spec, Path::new("/"), root)?;
     std::env::set_current_dir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
     let dot = CString::new(".").unwrap();
     // SAFETY: pivot_root(".", ".") then detaching the old root is the documented way to switch
@@ -673,9 +687,74 @@ fn enter_root(spec: &HelperSpec, root: &Path, template: &str) -> Result<String, 
         }
     }
     std::env::set_current_dir("/workspace").map_err(|e| format!("chdir /workspace: {e}"))?;
-    Ok(format!(
-        "private root: /workspace (rw), /tmp (rw, private), {template}, {proc_kind}"
-    ))
+    Ok(root_detail(template, proc_kind))
+}
+
+pub(crate) fn root_detail(template: &str, proc_kind: &str) -> String {
+    format!("private root: /workspace (rw), /tmp (rw, private), {template}, {proc_kind}")
+}
+
+/// The mounts of a command's root that do not depend on the call: the root itself, /dev/shm
+/// and /proc (mounted by the pid namespace's first process). Returns what /proc is.
+pub(crate) fn own_mounts(root: &Path) -> Result<&'static str, String> {
+    // The template's mounts came from a more privileged user namespace, so they are locked
+    // here, and pivot_root refuses a locked new root: a recursive bind of it is this
+    // namespace's own (its submounts stay locked, read-only).
+    mount(Some(root), root, None, libc::MS_BIND | libc::MS_REC, None)?;
+    mount(
+        None,
+        &root.join("dev/shm"),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=1777,size=64m"),
+    )?;
+    let proc_ = root.join("proc");
+    Ok(
+        match mount(
+            None,
+            &proc_,
+            Some("proc"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        ) {
+            Ok(()) => "its own /proc",
+            Err(_) => {
+                mount(
+                    Some(Path::new("/proc")),
+                    &proc_,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )?;
+                "the host's /proc (a new one could not be mounted)"
+            }
+        },
+    )
+}
+
+/// The call's own mounts under `root`: its workspace and /tmp, and the read-only paths under
+/// the host's /tmp on top of that /tmp. Host paths are read beneath `host` (`/` before the
+/// switch of roots; where a prepared command keeps the old root afterwards).
+pub(crate) fn call_mounts(spec: &HelperSpec, host: &Path, root: &Path) -> Result<(), String> {
+    mount(
+        Some(&inside(host, &spec.workspace)),
+        &root.join("workspace"),
+        None,
+        libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    mount(
+        Some(&inside(host, &spec.tmp)),
+        &root.join("tmp"),
+        None,
+        libc::MS_BIND | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    // After /tmp: read-only paths under the host's /tmp (a test cache, say) stay visible.
+    for p in spec.read_only.iter().filter(|p| p.starts_with("/tmp")) {
+        expose_at(&inside(host, p), &inside(root, p))?;
+    }
+    Ok(())
 }
 
 fn landlock(spec: &HelperSpec, ws: &Path, tmp: &Path, has_root: bool) -> Result<String, String> {

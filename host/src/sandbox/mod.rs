@@ -8,6 +8,7 @@
 mod cgroup;
 mod filters;
 pub mod helper;
+mod prepared;
 mod spec;
 mod zygote;
 
@@ -40,6 +41,32 @@ pub struct SandboxConfig {
     pub env: Vec<(String, String)>,
     /// Prepended to PATH.
     pub path_prefix: Vec<PathBuf>,
+    /// Whether the next command's sandbox is made ahead of its call.
+    pub prepare: Prepare,
+}
+
+/// Whether the zygote makes the next command's sandbox before its call (`prepared.rs`): the
+/// call then waits only for its own part (workspace, /tmp, cgroup, two Landlock rules).
+/// `$SERA_HOST_SANDBOX_PREPARED`: `0` never, `wait` always (a call waits for the prepared one
+/// to be ready: the tests use it to know which path ran), else when one is ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Prepare {
+    Never,
+    /// A call takes the prepared sandbox if it is ready, else forks the whole setup (never
+    /// waits behind one still being made).
+    WhenReady,
+    Always,
+}
+
+impl Prepare {
+    pub fn from_env() -> Prepare {
+        match std::env::var("SERA_HOST_SANDBOX_PREPARED").as_deref() {
+            Ok("0") => Prepare::Never,
+            Ok("wait") => Prepare::Always,
+            _ => Prepare::WhenReady,
+        }
+    }
 }
 
 impl Default for SandboxConfig {
@@ -55,6 +82,7 @@ impl Default for SandboxConfig {
             extra_read_only: Vec::new(),
             env: Vec::new(),
             path_prefix: Vec::new(),
+            prepare: Prepare::from_env(),
         }
     }
 }
@@ -235,6 +263,7 @@ impl Sandbox {
                     skip: skip.clone(),
                     root: scratch.path().join("root"),
                     read_only: read_only.clone(),
+                    prepare: config.prepare,
                 },
             ),
             scratch,
@@ -254,6 +283,11 @@ impl Sandbox {
     /// Each layer as the probe found it.
     pub fn layers(&self) -> &[LayerReport] {
         &self.layers
+    }
+
+    /// The pid of this sandbox's zygote, once it has started (diagnostics, tests).
+    pub fn zygote_pid(&self) -> Option<u32> {
+        self.zygote.pid()
     }
 
     pub fn config(&self) -> &SandboxConfig {

@@ -36,6 +36,8 @@ pub struct ZygoteConfig {
     pub root: PathBuf,
     /// Host paths every command sees read-only.
     pub read_only: Vec<PathBuf>,
+    /// Whether to prepare the next command's sandbox ahead of its call (`prepared.rs`).
+    pub prepare: super::Prepare,
 }
 
 /// What every command's process inherits from the zygote.
@@ -54,6 +56,8 @@ pub(crate) struct Inherited {
     pub host_uid: libc::uid_t,
     /// The seccomp filter, compiled once.
     pub seccomp: Result<seccompiler::BpfProgram, String>,
+    /// Host paths every command sees read-only.
+    pub read_only: Vec<PathBuf>,
 }
 
 impl Inherited {
@@ -156,6 +160,7 @@ pub fn serve(config_json: &str) -> ! {
         landlock_abi: landlock_abi(),
         host_uid: uid,
         seccomp: super::filters::compile_seccomp(),
+        read_only: config.read_only.clone(),
     };
 
     struct Running {
@@ -164,7 +169,18 @@ pub fn serve(config_json: &str) -> ! {
         request: UnixStream,
     }
     let mut running: Vec<Running> = Vec::new();
+    let mut may_prepare = config.prepare != super::Prepare::Never
+        && super::prepared::possible(&inherited, &config.skip);
+    let wait = config.prepare == super::Prepare::Always;
+    let prepare = |running: &mut Vec<Running>| {
+        super::prepared::fork(&inherited, || drop(std::mem::take(running)))
+    };
+    let mut prepared = None;
     loop {
+        // Here, where no call's descriptors are open, so that P holds none of them.
+        if prepared.is_none() && may_prepare {
+            prepared = prepare(&mut running);
+        }
         let mut fds = vec![libc::pollfd {
             fd: control_fd,
             events: libc::POLLIN,
@@ -226,20 +242,54 @@ pub fn serve(config_json: &str) -> ! {
             owned.next().expect("three"),
             UnixStream::from(owned.next().expect("three")),
         );
-        // SAFETY: this process is single-threaded; the child continues with its own copy.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            drop(running);
-            super::helper::command_main(&inherited, request, out, report);
+        // A prepared command when one is ready (waiting for it only if told to), else a fork of
+        // the whole setup.
+        let mut handed: Option<super::prepared::Prepared> = None;
+        if let Some(mut p) = prepared.take() {
+            match p.ready(wait) {
+                Ok(true) => handed = Some(p),
+                Ok(false) => prepared = Some(p),
+                Err(()) => {
+                    p.discard();
+                    may_prepare = false;
+                }
+            }
         }
-        drop(out);
-        drop(report);
+        if let Some(p) = handed.take() {
+            let fds = [out.as_raw_fd(), report.as_raw_fd(), request.as_raw_fd()];
+            match p.hand(&fds) {
+                Ok(()) => handed = Some(p),
+                // Died since it said it was ready: this call forks the whole setup.
+                Err(_) => {
+                    p.discard();
+                    may_prepare = false;
+                }
+            }
+        }
+        let pid = match &handed {
+            Some(p) => p.pid,
+            None => {
+                // SAFETY: this process is single-threaded; the child continues with its own
+                // copy.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    drop(running);
+                    super::helper::command_main(&inherited, request, out, report);
+                }
+                pid
+            }
+        };
         if pid < 0 {
             continue;
         }
         // SAFETY: our own child, not reaped yet.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         Answer::Pid(pid).send(&request);
+        if let Some(p) = handed {
+            p.pid_sent();
+        }
+        drop(out);
+        drop(report);
         if pidfd < 0 {
             // Cannot watch it: wait for it here rather than leave it unreaped.
             let mut status = 0;
@@ -415,6 +465,12 @@ impl Zygote {
             child,
             control: std::sync::Arc::new(UnixDatagram::from(host)),
         })
+    }
+
+    /// The zygote's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let live = self.live.lock().expect("zygote lock");
+        live.as_ref().map(|l| l.child.id())
     }
 
     fn control(&self, restart: bool) -> Result<std::sync::Arc<UnixDatagram>> {
