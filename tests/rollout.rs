@@ -829,3 +829,52 @@ async fn what_real_servers_answer_empty_choices_cut_answers_reasoning_and_calls_
     assert!(!r.patch.is_empty());
     assert_patch_reproduces(&corpus, &snapshot, &r.patch, ws.path());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_counts_its_context_length_rollouts_in_the_summary() {
+    // Every first request of the first three items is refused for its length (the requests
+    // of one item's rollout 1 come in order; the rest are answered well).
+    let server = LoopbackTeacher::start(vec![Fault::ContextLength; 3], Duration::ZERO)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let p = demo_pipeline(dir.path(), &|l| {
+        if l.starts_with("kind = \"scripted\"") {
+            format!("kind = \"openai\"\nurl = \"{url}\"")
+        } else if l.starts_with("concurrency = ") {
+            "concurrency = 1".into()
+        } else if l.starts_with("functions_per_repo = ") {
+            "functions_per_repo = 4".into()
+        } else if l.starts_with("exec = ") {
+            String::new()
+        } else {
+            l.to_string()
+        }
+    });
+    let bin = env!("CARGO_BIN_EXE_sera-host");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .arg("run")
+            .arg(&p)
+            .arg("--json")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["items"], 4, "{summary:#}");
+    // With one rollout at a time, the three refusals are the first three requests: item 1's
+    // rollout 1 ends, then item 2's, then item 3's; item 4 goes through.
+    assert_eq!(
+        summary["stopped"]["rollout 1 ended with context-length"], 3,
+        "{summary:#}"
+    );
+    assert_eq!(summary["rollout1_submitted"], 1, "{summary:#}");
+}
