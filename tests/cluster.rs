@@ -21,9 +21,14 @@ fn bin() -> Command {
 /// The demo pipeline in `dir` with more items than the demo's 12 (so that a worker can be
 /// caught mid-run).
 fn pipeline(dir: &Path, functions: u32) -> PathBuf {
+    pipeline_prompts(dir, functions, 1)
+}
+
+/// `prompts` change requests per function: items that share their function.
+fn pipeline_prompts(dir: &Path, functions: u32, prompts: u32) -> PathBuf {
     common::demo_pipeline(dir, &|l| {
         if l.starts_with("functions_per_repo") {
-            format!("functions_per_repo = {functions}")
+            format!("functions_per_repo = {functions}\nprompts_per_function = {prompts}")
         } else {
             l.to_string()
         }
@@ -121,12 +126,12 @@ fn content_digest(db: &Path) -> Vec<(String, i64, String)> {
 #[test]
 fn three_workers_merged_and_finalized_equal_one_machine() {
     let one = tempfile::tempdir().unwrap();
-    let p1 = pipeline(one.path(), 24);
+    let p1 = pipeline_prompts(one.path(), 12, 2);
     sera(&["run", s(&p1), "--no-progress"]);
     let want = files(&one.path().join("out"));
 
     let many = tempfile::tempdir().unwrap();
-    let p = pipeline(many.path(), 24);
+    let p = pipeline_prompts(many.path(), 12, 2);
     // Worker 1, killed once some of its items are done.
     let mut child = bin()
         .args(["run", s(&p), "--worker", "1/3", "--no-progress"])
@@ -179,6 +184,25 @@ fn three_workers_merged_and_finalized_equal_one_machine() {
     assert_eq!(st["total"]["done"].as_u64().unwrap(), items);
     assert_eq!(items, 24, "the partitions cover the 24 items once: {st}");
     assert!((0..3).all(|i| st["workers"][i]["counts"]["items"].as_u64().unwrap() > 0));
+    // Both prompts of a function went to one worker: no function was rolled out by two.
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    for i in 0..3 {
+        let c = rusqlite::Connection::open(worker_db(many.path(), i, 3)).unwrap();
+        let functions: Vec<String> = c
+            .prepare("SELECT DISTINCT function FROM rollouts")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(!functions.is_empty());
+        for f in functions {
+            if let Some(other) = seen.insert(f.clone(), i as usize) {
+                panic!("function {f} was rolled out by workers {other} and {i}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 12, "{seen:?}");
 
     // Finalizing before the merge names what is missing.
     let merged = many.path().join("demo.sqlite");

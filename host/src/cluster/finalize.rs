@@ -41,7 +41,7 @@ pub fn unfinished(
                     .or_insert((0, item.key.clone()));
                 e.0 += 1;
             }
-            None => never.push(item.key.clone()),
+            None => never.push(item.partition_key()),
         }
     }
     if unfinished.is_empty() && never.is_empty() {

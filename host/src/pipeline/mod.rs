@@ -300,7 +300,7 @@ pub async fn build_scoped(
         .collect();
     let mut items = run::select(&corpus.lock().expect("corpus lock"), &pairs, &cfg)?;
     if let Some(w) = scope.worker {
-        items.retain(|i| w.owns(&i.key));
+        items.retain(|i| w.owns(&i.partition_key()));
     }
     if scope.finalize {
         let c = corpus.lock().expect("corpus lock");

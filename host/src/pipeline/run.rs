@@ -54,6 +54,23 @@ impl Item {
     pub fn function_key(&self) -> String {
         format!("{}::{}", self.function.path, self.function.qualname)
     }
+
+    /// What decides the worker of a partitioned run that does this item: its function (sha256
+    /// of snapshot, path and qualname), not its prompt. Every item of one function goes to one
+    /// worker, so what they share is done once there, as on one machine: a rollout 2 whose PR
+    /// text came out the same, a command run on the same tree, the function's workspace.
+    pub fn partition_key(&self) -> String {
+        let mut h = sha2::Sha256::new();
+        for part in [
+            self.snapshot.as_str(),
+            self.function.path.as_str(),
+            self.function.qualname.as_str(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        hex::encode(h.finalize())
+    }
 }
 
 /// Picks `functions_per_repo` functions of each snapshot, by a seeded hash order, and a
