@@ -3,10 +3,11 @@
 //! free of conflicts unless two files hold different content under one key, which is an error
 //! naming both files and the key.
 //!
-//! Crash safety: a source's new blobs are copied first, in committed batches, each blob's
-//! bytes re-hashed against its id; then every other table of that source in one transaction.
-//! A merge killed midway leaves the destination valid (at most blobs nothing refers to yet,
-//! which `corpus verify` accepts) and a rerun copies what is left.
+//! Crash safety: every source is checked for conflicts first; then the sources' new blobs are
+//! copied, in committed batches, each blob's bytes re-hashed against its id; then every other
+//! table of each source in one transaction per source. A merge killed midway leaves the
+//! destination valid (at most blobs nothing refers to yet, which `corpus verify` accepts) and
+//! a rerun copies what is left.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -145,6 +146,7 @@ pub struct SourceMerged {
     pub bytes_copied: u64,
     /// New rows per table (blobs not counted).
     pub rows: std::collections::BTreeMap<String, u64>,
+    /// Its checks and rows (its blobs are in [`MergeReport::blob_seconds`]).
     pub seconds: f64,
 }
 
@@ -152,6 +154,8 @@ pub struct SourceMerged {
 pub struct MergeReport {
     pub db: PathBuf,
     pub sources: Vec<SourceMerged>,
+    /// Every source's blobs are copied in one stream (so one source's overlap the next one's).
+    pub blob_seconds: f64,
 }
 
 impl MergeReport {
@@ -176,9 +180,10 @@ impl MergeReport {
             ));
         }
         s.push_str(&format!(
-            "merged {} corpora into {}\n",
+            "merged {} corpora into {} (blobs of all of them: {:.2} s)\n",
             self.sources.len(),
-            self.db.display()
+            self.db.display(),
+            self.blob_seconds
         ));
         s
     }
@@ -199,6 +204,9 @@ pub fn merge(db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
         .conn()
         .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0))
         .is_ok_and(|m| m.eq_ignore_ascii_case("delete"));
+    // The id index takes its inserts in hash order, all over the b-tree: with SQLite's
+    // default 2 MB cache (31 pages of 64 KiB) its pages would be written out and read back.
+    let _ = dst.conn().pragma_update(None, "cache_size", -(256 << 10));
     let result = merge_all(&dst, db, sources);
     if exclusive {
         let _ = dst
@@ -213,7 +221,12 @@ fn merge_all(dst: &Corpus, db: &Path, sources: &[PathBuf]) -> Result<MergeReport
     let mut report = MergeReport {
         db: db.to_path_buf(),
         sources: Vec::new(),
+        blob_seconds: 0.0,
     };
+    let in_context = |src: &Path| format!("corpus merge: {} into {}", src.display(), db.display());
+    // 1. Each source: a corpus (an older schema brought up to date), not the destination, no
+    //    disagreement with what the destination holds; the blobs it has that it lacks.
+    let mut wanted = Vec::new();
     for src in sources {
         if std::fs::canonicalize(src).ok().as_deref() == Some(dst_real.as_path()) {
             bail!(
@@ -222,15 +235,84 @@ fn merge_all(dst: &Corpus, db: &Path, sources: &[PathBuf]) -> Result<MergeReport
                 db.display()
             );
         }
-        // Opening checks that it is a corpus and brings an older schema up to date.
         drop(Corpus::open_existing(src)?);
         let started = Instant::now();
-        let mut m = merge_one(dst, src, db)
-            .with_context(|| format!("corpus merge: {} into {}", src.display(), db.display()))?;
-        m.seconds = started.elapsed().as_secs_f64();
-        report.sources.push(m);
+        let (total, new) = attached(dst, src, |conn| {
+            for t in TABLES {
+                check_conflicts(conn, t, src, db)?;
+            }
+            new_blobs(conn)
+        })
+        .with_context(|| in_context(src))?;
+        report.sources.push(SourceMerged {
+            path: src.to_path_buf(),
+            blobs_present: total,
+            seconds: started.elapsed().as_secs_f64(),
+            ..SourceMerged::default()
+        });
+        wanted.push(new);
+    }
+    // 2. Every source's new blobs in one stream: checked on every core, written by this thread.
+    let started = Instant::now();
+    copy_blobs(dst, sources, wanted, &mut report.sources)?;
+    report.blob_seconds = started.elapsed().as_secs_f64();
+    // 3. Each source's rows, in one transaction per source, checked again against what the
+    //    sources before it brought.
+    for (src, m) in sources.iter().zip(report.sources.iter_mut()) {
+        let started = Instant::now();
+        attached(dst, src, |conn| {
+            for t in TABLES {
+                check_conflicts(conn, t, src, db)?;
+            }
+            let tx = conn.unchecked_transaction()?;
+            check_new_snapshots(dst, src)?;
+            for t in TABLES {
+                let n = copy_rows(conn, t)?;
+                m.rows.insert(t.name.into(), n);
+            }
+            let n = merge_sources(conn)?;
+            m.rows.insert("sources".into(), n);
+            tx.commit()?;
+            Ok(())
+        })
+        .with_context(|| in_context(src))?;
+        m.seconds += started.elapsed().as_secs_f64();
     }
     Ok(report)
+}
+
+/// Runs `f` with `src` attached to the destination's connection as `src`.
+fn attached<T>(
+    dst: &Corpus,
+    src: &Path,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+) -> Result<T> {
+    let conn = dst.conn();
+    conn.execute(
+        "ATTACH DATABASE ?1 AS src",
+        [src.to_str().context("a corpus path that is not UTF-8")?],
+    )?;
+    let result = f(conn);
+    let detach = conn.execute("DETACH DATABASE src", []);
+    let value = result?;
+    detach?;
+    Ok(value)
+}
+
+/// (blobs in `src`, rowids of those the destination lacks, ascending).
+fn new_blobs(conn: &rusqlite::Connection) -> Result<(u64, Vec<i64>)> {
+    let total: i64 = conn.query_row("SELECT count(*) FROM src.blobs", [], |r| r.get(0))?;
+    // Without ORDER BY, SQLite walks the id index (ids and rowids only) instead of every page
+    // of the table; the readers want rowids in order, sorted here.
+    let mut wanted: Vec<i64> = conn
+        .prepare(
+            "SELECT s.rowid FROM src.blobs s
+             WHERE NOT EXISTS (SELECT 1 FROM main.blobs d WHERE d.id = s.id)",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    wanted.sort_unstable();
+    Ok((total as u64, wanted))
 }
 
 /// Every table of the schema is either in [`TABLES`] or copied specially: a migration that
@@ -248,39 +330,6 @@ fn check_tables_known(c: &Corpus) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn merge_one(dst: &Corpus, src: &Path, db: &Path) -> Result<SourceMerged> {
-    let conn = dst.conn();
-    conn.execute(
-        "ATTACH DATABASE ?1 AS src",
-        [src.to_str().context("a corpus path that is not UTF-8")?],
-    )?;
-    let result = (|| -> Result<SourceMerged> {
-        let mut m = SourceMerged {
-            path: src.to_path_buf(),
-            ..SourceMerged::default()
-        };
-        // Before copying anything: disagreements fail the source as a whole.
-        for t in TABLES {
-            check_conflicts(conn, t, src, db)?;
-        }
-        copy_blobs(dst, src, &mut m)?;
-        let tx = conn.unchecked_transaction()?;
-        check_new_snapshots(dst, src)?;
-        for t in TABLES {
-            let n = copy_rows(conn, t)?;
-            m.rows.insert(t.name.into(), n);
-        }
-        let n = merge_sources(conn)?;
-        m.rows.insert("sources".into(), n);
-        tx.commit()?;
-        Ok(m)
-    })();
-    let detach = conn.execute("DETACH DATABASE src", []);
-    let m = result?;
-    detach?;
-    Ok(m)
 }
 
 /// The first key under which `src` and the destination hold different content.
@@ -352,40 +401,59 @@ fn short(v: &str) -> String {
     }
 }
 
-/// Copies the blobs the destination lacks, each re-hashed: its bytes must decompress to its
-/// declared size and hash to its id. A thread reads and checks them (its own connection to
-/// the source) while this one writes, so the hashing overlaps SQLite's writes and syncs.
-fn copy_blobs(dst: &Corpus, src: &Path, m: &mut SourceMerged) -> Result<()> {
+/// Blobs per reader job: a range scan of one source, small enough that the cores share the
+/// work of few sources evenly.
+const JOB_BLOBS: usize = 1024;
+
+/// Copies the blobs the destination lacks (`wanted[i]`: rowids in `sources[i]`), each
+/// re-hashed: its bytes must decompress to its declared size and hash to its id. Reader threads
+/// (their own connections, every core) read and check them while this one writes, so hashing
+/// overlaps SQLite's writes and syncs, and one source's blobs overlap the next one's.
+fn copy_blobs(
+    dst: &Corpus,
+    sources: &[PathBuf],
+    wanted: Vec<Vec<i64>>,
+    merged: &mut [SourceMerged],
+) -> Result<()> {
     let conn = dst.conn();
-    let total: i64 = conn.query_row("SELECT count(*) FROM src.blobs", [], |r| r.get(0))?;
-    let wanted: Vec<i64> = conn
-        .prepare(
-            "SELECT s.rowid FROM src.blobs s
-             WHERE NOT EXISTS (SELECT 1 FROM main.blobs d WHERE d.id = s.id) ORDER BY s.rowid",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(String, i64, Vec<u8>)>>(256);
-    // Decompressing and hashing is most of a merge's CPU: every core takes a share.
+    let jobs: std::collections::VecDeque<(usize, Vec<i64>)> = wanted
+        .iter()
+        .enumerate()
+        .flat_map(|(i, w)| w.chunks(JOB_BLOBS).map(move |c| (i, c.to_vec())))
+        .collect();
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    let chunk = wanted.len().div_ceil(threads).max(1);
-    let readers: Vec<_> = wanted
-        .chunks(chunk)
-        .map(|part| {
-            let part = part.to_vec();
-            let tx = tx.clone();
-            let src_path = src.to_path_buf();
-            std::thread::spawn(move || read_and_check(&src_path, &part, &tx))
+        .clamp(1, 8)
+        .min(jobs.len().max(1));
+    let jobs = std::sync::Arc::new(std::sync::Mutex::new(jobs));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Vec<CheckedBlob>)>>(16);
+    let readers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (jobs, tx, sources) = (jobs.clone(), tx.clone(), sources.to_vec());
+            std::thread::spawn(move || loop {
+                let Some((i, rowids)) = jobs.lock().expect("blob jobs").pop_front() else {
+                    break;
+                };
+                let sent = read_and_check(&sources[i], &rowids, &mut |batch| {
+                    tx.send(Ok((i, batch))).is_ok()
+                });
+                match sent {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            })
         })
         .collect();
     drop(tx);
     let mut batch_bytes = 0usize;
     let mut result = Ok(());
     let mut tx_open = Some(conn.unchecked_transaction()?);
-    for item in rx.iter() {
-        let (id, size, data) = match item {
+    'batches: for item in rx.iter() {
+        let (i, batch) = match item {
             Ok(x) => x,
             Err(e) => {
                 result = Err(e);
@@ -395,10 +463,21 @@ fn copy_blobs(dst: &Corpus, src: &Path, m: &mut SourceMerged) -> Result<()> {
         let mut ins = conn.prepare_cached(
             "INSERT OR IGNORE INTO main.blobs (id, raw_size, data) VALUES (?1, ?2, ?3)",
         )?;
-        ins.execute(params![id, size, data])?;
-        m.blobs_copied += 1;
-        m.bytes_copied += data.len() as u64;
-        batch_bytes += data.len();
+        for (id, size, data) in batch {
+            // Two sources holding one blob: the second finds it there.
+            match ins.execute(params![id, size, data]) {
+                Ok(n) if n > 0 => {
+                    merged[i].blobs_copied += 1;
+                    merged[i].bytes_copied += data.len() as u64;
+                    batch_bytes += data.len();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    result = Err(e.into());
+                    break 'batches;
+                }
+            }
+        }
         if batch_bytes >= BLOB_BATCH_BYTES {
             if let Some(t) = tx_open.take() {
                 t.commit()?;
@@ -407,6 +486,7 @@ fn copy_blobs(dst: &Corpus, src: &Path, m: &mut SourceMerged) -> Result<()> {
             batch_bytes = 0;
         }
     }
+    // Readers stop at their next send once the channel is gone.
     drop(rx);
     for r in readers {
         r.join()
@@ -417,53 +497,82 @@ fn copy_blobs(dst: &Corpus, src: &Path, m: &mut SourceMerged) -> Result<()> {
         t.commit()?;
     }
     result?;
-    m.blobs_present = (total as u64).saturating_sub(m.blobs_copied);
+    for m in merged.iter_mut() {
+        m.blobs_present = m.blobs_present.saturating_sub(m.blobs_copied);
+    }
     Ok(())
 }
 
-/// Reads the blobs at `rowids` of `src`, checks each, and sends it on (or the first error).
+/// A blob read from a source and checked: id, raw size, stored bytes.
+type CheckedBlob = (String, i64, Vec<u8>);
+
+/// Compressed bytes a reader gathers before handing them to the writer: one wake-up per batch
+/// rather than per blob (a worker corpus holds thousands of blobs of a few KB).
+const SEND_BATCH_BYTES: usize = 128 << 10;
+
+/// Reads the blobs at `rowids` (ascending) of `src`, checks each, and hands them to `send` in
+/// batches. One scan of their rowid range, through a memory map of the file. `Ok(false)` when
+/// `send` refused (the writer has stopped).
 fn read_and_check(
     src: &Path,
     rowids: &[i64],
-    tx: &std::sync::mpsc::SyncSender<Result<(String, i64, Vec<u8>)>>,
-) {
-    let run = || -> Result<()> {
-        let c = rusqlite::Connection::open_with_flags(
-            src,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("{}: cannot read", src.display()))?;
-        let mut st = c.prepare("SELECT id, raw_size, data FROM blobs WHERE rowid = ?1")?;
-        let mut decompressor = zstd::bulk::Decompressor::new().context("zstd decompressor")?;
-        for &rowid in rowids {
-            let (id, size, data): (String, i64, Vec<u8>) =
-                st.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            let raw = decompressor
-                .decompress(&data, size.max(0) as usize)
-                .ok()
-                .filter(|raw| raw.len() as i64 == size);
-            let Some(raw) = raw else {
-                bail!(
-                    "{}: blob {id} is corrupt: it does not decompress to its {size} bytes (nothing of this file's rows was merged)",
-                    src.display()
-                );
-            };
-            let got = hex::encode(Sha256::digest(&raw));
-            if got != id {
-                bail!(
-                    "{}: blob {id} is corrupt: its bytes hash to {got} (nothing of this file's rows was merged)",
-                    src.display()
-                );
-            }
-            if tx.send(Ok((id, size, data))).is_err() {
-                break;
-            }
-        }
-        Ok(())
+    send: &mut dyn FnMut(Vec<CheckedBlob>) -> bool,
+) -> Result<bool> {
+    let (Some(&first), Some(&last)) = (rowids.first(), rowids.last()) else {
+        return Ok(true);
     };
-    if let Err(e) = run() {
-        let _ = tx.send(Err(e));
+    let c = rusqlite::Connection::open_with_flags(
+        src,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("{}: cannot read", src.display()))?;
+    // Pages read through a map instead of a copy into SQLite's cache each.
+    let _ = c.pragma_update(None, "mmap_size", 1i64 << 32);
+    let mut st = c.prepare(
+        "SELECT rowid, id, raw_size, data FROM blobs WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid",
+    )?;
+    let mut rows = st.query([first, last])?;
+    let mut decompressor = zstd::bulk::Decompressor::new().context("zstd decompressor")?;
+    // One buffer for every blob's raw bytes: no fresh pages to fault in and zero per blob.
+    let mut raw: Vec<u8> = Vec::new();
+    let mut want = rowids.iter().peekable();
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    while let Some(r) = rows.next()? {
+        let rowid: i64 = r.get(0)?;
+        while want.next_if(|w| **w < rowid).is_some() {}
+        if want.next_if_eq(&&rowid).is_none() {
+            continue;
+        }
+        let (id, size, data): (String, i64, Vec<u8>) = (r.get(1)?, r.get(2)?, r.get(3)?);
+        raw.clear();
+        raw.reserve(size.max(0) as usize);
+        let fits = decompressor
+            .decompress_to_buffer(&data, &mut raw)
+            .is_ok_and(|n| n as i64 == size);
+        if !fits {
+            bail!(
+                "{}: blob {id} is corrupt: it does not decompress to its {size} bytes (no rows were merged)",
+                src.display()
+            );
+        }
+        let got = hex::encode(Sha256::digest(&raw));
+        if got != id {
+            bail!(
+                "{}: blob {id} is corrupt: its bytes hash to {got} (no rows were merged)",
+                src.display()
+            );
+        }
+        batch_bytes += data.len();
+        batch.push((id, size, data));
+        if batch_bytes >= SEND_BATCH_BYTES {
+            if !send(std::mem::take(&mut batch)) {
+                return Ok(false);
+            }
+            batch_bytes = 0;
+        }
     }
+    Ok(batch.is_empty() || send(batch))
 }
 
 /// A snapshot new to the destination must hash to its id from the source's entries.
