@@ -206,7 +206,9 @@ pub fn merge(db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
         .is_ok_and(|m| m.eq_ignore_ascii_case("delete"));
     // The id index takes its inserts in hash order, all over the b-tree: with SQLite's
     // default 2 MB cache (31 pages of 64 KiB) its pages would be written out and read back.
-    let _ = dst.conn().pragma_update(None, "cache_size", -(256 << 10));
+    // Much more than 16 MB costs more than it saves: a batch's pages would pile up in memory
+    // (fresh pages to fault in) instead of going to the file as they fill.
+    let _ = dst.conn().pragma_update(None, "cache_size", -(16 << 10));
     let result = merge_all(&dst, db, sources);
     if exclusive {
         let _ = dst
@@ -416,15 +418,19 @@ fn copy_blobs(
     merged: &mut [SourceMerged],
 ) -> Result<()> {
     let conn = dst.conn();
+    let cores = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    // A few jobs per core at least (a few hundred large blobs are as much work as thousands of
+    // small ones), at most JOB_BLOBS each.
+    let all: usize = wanted.iter().map(Vec::len).sum();
+    let per_job = all.div_ceil(cores * 4).clamp(16, JOB_BLOBS);
     let jobs: std::collections::VecDeque<(usize, Vec<i64>)> = wanted
         .iter()
         .enumerate()
-        .flat_map(|(i, w)| w.chunks(JOB_BLOBS).map(move |c| (i, c.to_vec())))
+        .flat_map(|(i, w)| w.chunks(per_job).map(move |c| (i, c.to_vec())))
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8)
-        .min(jobs.len().max(1));
+    let threads = cores.min(jobs.len().max(1));
     let jobs = std::sync::Arc::new(std::sync::Mutex::new(jobs));
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Vec<CheckedBlob>)>>(16);
     let readers: Vec<_> = (0..threads)
