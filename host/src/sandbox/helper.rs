@@ -146,6 +146,64 @@ pub fn run_if_requested() {
     }
 }
 
+/// A command's own user namespace, a child of the zygote's (which therefore keeps owning the
+/// shared network namespace).
+pub(crate) fn nested_userns(inherited: &Inherited) -> Result<String, String> {
+    match &inherited.userns {
+        Err(e) => Err(e.clone()),
+        Ok(outer) => enter_userns(0, 0)
+            .map(|_| format!("{outer}; each command in its own (nested) namespace")),
+    }
+}
+
+/// The zygote's network namespace where `share`, else one of the command's own.
+pub(crate) fn enter_netns(inherited: &Inherited, share: bool) -> Result<String, String> {
+    if share {
+        Ok(inherited
+            .netns
+            .clone()
+            .map(|d| {
+                format!("{d}, shared by this sandbox's commands, which cannot configure it; abstract sockets scoped by Landlock")
+            })
+            .unwrap_or_default())
+    } else {
+        unshare(libc::CLONE_NEWNET)
+            .map(|_| "its own: no interface but a loopback that is down".into())
+    }
+}
+
+/// The process limit: the call's pids cgroup where it could be joined (`in_cgroup`), else
+/// RLIMIT_NPROC where that holds (not root: the second value says to set it), else missing.
+pub(crate) fn pids_limit(
+    in_cgroup: Result<String, String>,
+    host_uid: libc::uid_t,
+    max_processes: u64,
+) -> (Result<String, String>, bool) {
+    match in_cgroup {
+        Ok(where_) => (
+            Ok(format!("{max_processes} processes at most ({where_})")),
+            false,
+        ),
+        Err(_) if host_uid != 0 => (
+            Ok(format!(
+                "RLIMIT_NPROC {max_processes} (uid {host_uid}, counted in this command's user namespace)"
+            )),
+            true,
+        ),
+        Err(why) => (
+            Err(format!(
+                "running as root, RLIMIT_NPROC does not hold and no pids cgroup could be used{}",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            )),
+            false,
+        ),
+    }
+}
+
 /// Enters a new user namespace where uid and gid 0 are `uid` and `gid` outside.
 pub(crate) fn enter_userns(uid: libc::uid_t, gid: libc::gid_t) -> Result<String, String> {
     unshare(libc::CLONE_NEWUSER)?;
@@ -200,28 +258,17 @@ pub(crate) fn command_main(
 
     // Its own user namespace (the process count of RLIMIT_NPROC is per user namespace), a child
     // of the zygote's, which therefore keeps owning the shared network namespace.
-    let userns = match &inherited.userns {
-        _ if skip(Layer::Userns) => skipped(),
-        Err(e) => Err(e.clone()),
-        // SAFETY: plain libc calls.
-        Ok(outer) => enter_userns(0, 0)
-            .map(|_| format!("{outer}; each command in its own (nested) namespace")),
+    let userns = if skip(Layer::Userns) {
+        skipped()
+    } else {
+        nested_userns(inherited)
     };
     let own_userns = userns.is_ok();
     rep.layer(Layer::Userns, userns);
     let netns = if skip(Layer::Netns) {
         skipped()
-    } else if inherited.shares_netns(&spec.skip) && own_userns {
-        Ok(inherited
-            .netns
-            .clone()
-            .map(|d| {
-                format!("{d}, shared by this sandbox's commands, which cannot configure it; abstract sockets scoped by Landlock")
-            })
-            .unwrap_or_default())
     } else {
-        unshare(libc::CLONE_NEWNET)
-            .map(|_| "its own: no interface but a loopback that is down".into())
+        enter_netns(inherited, inherited.shares_netns(&spec.skip) && own_userns)
     };
     rep.layer(Layer::Netns, netns);
     let mountns_ok = if skip(Layer::Mountns) {
@@ -297,28 +344,14 @@ pub(crate) fn command_main(
         check_rlimits(&spec)
     };
     rep.layer(Layer::Rlimits, rl);
-    let pids = match in_cgroup {
-        _ if skip(Layer::Pids) => skipped(),
-        Ok(where_) => Ok(format!(
-            "{} processes at most ({where_})",
-            spec.max_processes
-        )),
-        Err(why) if inherited.host_uid != 0 => {
+    let pids = if skip(Layer::Pids) {
+        skipped()
+    } else {
+        let (pids, nproc) = pids_limit(in_cgroup, inherited.host_uid, spec.max_processes);
+        if nproc {
             set_rlimit(libc::RLIMIT_NPROC, spec.max_processes, spec.max_processes);
-            let _ = why;
-            Ok(format!(
-                "RLIMIT_NPROC {} (uid {}, counted in this command's user namespace)",
-                spec.max_processes, inherited.host_uid
-            ))
         }
-        Err(why) => Err(format!(
-            "running as root, RLIMIT_NPROC does not hold and no pids cgroup could be used{}",
-            if why.is_empty() {
-                String::new()
-            } else {
-                format!(": {why}")
-            }
-        )),
+        pids
     };
     rep.layer(Layer::Pids, pids);
     let sc = if skip(Layer::Seccomp) {

@@ -132,6 +132,22 @@ fn exit_failed() -> ! {
     unsafe { libc::_exit(helper::SETUP_FAILED) }
 }
 
+/// One byte with `N` descriptors (close-on-exec from here on); anything else ends this process.
+/// One byte only: what the sender writes next must stay for later reads.
+fn recv_fds<const N: usize>(sock: &UnixStream) -> [OwnedFd; N] {
+    let mut buf = [0u8; 1];
+    let mut got: [RawFd; N] = [-1; N];
+    match sock.recv_with_fd(&mut buf, &mut got) {
+        Ok((1, n)) if n == N => {}
+        _ => exit_failed(),
+    }
+    // SAFETY: descriptors just received, owned by nobody else in this process.
+    got.map(|fd| {
+        set_cloexec(fd);
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    })
+}
+
 fn set_cloexec(fd: RawFd) {
     // SAFETY: sets a flag on a descriptor of this process.
     unsafe {
@@ -149,25 +165,11 @@ fn outer_main(inherited: &Inherited, zygote: UnixStream) -> ! {
     super::zygote::to_dev_null(&[0], libc::O_RDONLY);
     helper::set_rlimit(libc::RLIMIT_CORE, 0, 0);
     let mut rep = Reporter::pending();
-    let userns = match &inherited.userns {
-        Ok(outer) => helper::enter_userns(0, 0)
-            .map(|_| format!("{outer}; each command in its own (nested) namespace")),
-        Err(e) => Err(e.clone()),
-    };
-    rep.layer(Layer::Userns, userns);
-    let netns = if inherited.shares_netns(&[]) {
-        Ok(inherited
-            .netns
-            .clone()
-            .map(|d| {
-                format!("{d}, shared by this sandbox's commands, which cannot configure it; abstract sockets scoped by Landlock")
-            })
-            .unwrap_or_default())
-    } else {
-        helper::unshare(libc::CLONE_NEWNET)
-            .map(|_| "its own: no interface but a loopback that is down".into())
-    };
-    rep.layer(Layer::Netns, netns);
+    rep.layer(Layer::Userns, helper::nested_userns(inherited));
+    rep.layer(
+        Layer::Netns,
+        helper::enter_netns(inherited, inherited.shares_netns(&[])),
+    );
     if helper::unshare(libc::CLONE_NEWNS).is_err() {
         exit_failed();
     }
@@ -196,21 +198,8 @@ fn outer_main(inherited: &Inherited, zygote: UnixStream) -> ! {
         exit_failed();
     }
 
-    // The call (one byte: the zygote's next one must stay for later).
-    let mut buf = [0u8; 1];
-    let mut got: [RawFd; 3] = [-1; 3];
-    let nfds = match zygote.recv_with_fd(&mut buf, &mut got) {
-        Ok((_, n)) => n,
-        Err(_) => exit_failed(),
-    };
-    if nfds != 3 {
-        exit_failed();
-    }
-    // SAFETY: descriptors just received, owned by nobody else in this process.
-    let [out, report, request] = got.map(|fd| {
-        set_cloexec(fd);
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    });
+    // The call.
+    let [out, report, request] = recv_fds(&zygote);
     let request = UnixStream::from(request);
     let report_copy = report.try_clone().unwrap_or_else(|_| exit_failed());
     rep.attach(std::fs::File::from(report));
@@ -241,33 +230,7 @@ fn outer_main(inherited: &Inherited, zygote: UnixStream) -> ! {
         rep.fatal(format!("detaching the old root: {}", helper::errno()));
     }
     rep.mark("mounts");
-    let (pids, nproc) = match in_cgroup {
-        Ok(where_) => (
-            Ok(format!(
-                "{} processes at most ({where_})",
-                spec.max_processes
-            )),
-            false,
-        ),
-        Err(_) if inherited.host_uid != 0 => (
-            Ok(format!(
-                "RLIMIT_NPROC {} (uid {}, counted in this command's user namespace)",
-                spec.max_processes, inherited.host_uid
-            )),
-            true,
-        ),
-        Err(why) => (
-            Err(format!(
-                "running as root, RLIMIT_NPROC does not hold and no pids cgroup could be used{}",
-                if why.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {why}")
-                }
-            )),
-            false,
-        ),
-    };
+    let (pids, nproc) = helper::pids_limit(in_cgroup, inherited.host_uid, spec.max_processes);
     rep.layer(Layer::Pids, pids);
     let go = Go {
         command: spec.command,
@@ -356,20 +319,7 @@ fn inner_main(inherited: &Inherited, chan: UnixStream) -> ! {
     }
 
     // The call: P has bound the workspace and /tmp and detached the old root.
-    let mut buf = [0u8; 4];
-    let mut got: [RawFd; 2] = [-1; 2];
-    let nfds = match chan.recv_with_fd(&mut buf, &mut got) {
-        Ok((_, n)) => n,
-        Err(_) => exit_failed(),
-    };
-    if nfds != 2 {
-        exit_failed();
-    }
-    // SAFETY: descriptors just received, owned by nobody else in this process.
-    let [out, report] = got.map(|fd| {
-        set_cloexec(fd);
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    });
+    let [out, report] = recv_fds(&chan);
     // SAFETY: points this process's stdout and stderr at the command's output pipe.
     unsafe {
         libc::dup2(out.as_raw_fd(), 1);
