@@ -15,7 +15,8 @@
 //! the old root before C may go on: the command never sees it.
 //!
 //! Any step that fails ends P before a call is handed to it; the zygote then goes back to
-//! forking each command whole (`prepare = false` in the config has it never try).
+//! forking each command whole (`Prepare::Never`, `$SERA_HOST_SANDBOX_PREPARED=0`, has it never
+//! try).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
