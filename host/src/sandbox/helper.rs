@@ -329,19 +329,7 @@ pub(crate) fn command_main(
     let rl = if skip(Layer::Rlimits) {
         skipped()
     } else {
-        set_rlimit(
-            libc::RLIMIT_AS,
-            spec.address_space_bytes,
-            spec.address_space_bytes,
-        );
-        set_rlimit(libc::RLIMIT_CPU, spec.cpu_seconds, spec.cpu_seconds + 1);
-        set_rlimit(
-            libc::RLIMIT_FSIZE,
-            spec.file_size_bytes,
-            spec.file_size_bytes,
-        );
-        set_rlimit(libc::RLIMIT_NOFILE, 4096, 4096);
-        check_rlimits(&spec)
+        apply_rlimits(&spec)
     };
     rep.layer(Layer::Rlimits, rl);
     let pids = if skip(Layer::Pids) {
@@ -487,24 +475,29 @@ fn get_rlimit(resource: libc::__rlimit_resource_t) -> (u64, u64) {
     (lim.rlim_cur, lim.rlim_max)
 }
 
-fn check_rlimits(spec: &HelperSpec) -> Result<String, String> {
-    check_limits(
+/// Sets the command's rlimits (address space, CPU with soft below hard, file size, descriptors)
+/// and says whether they hold.
+pub(crate) fn apply_rlimits(spec: &HelperSpec) -> Result<String, String> {
+    set_rlimit(
+        libc::RLIMIT_AS,
         spec.address_space_bytes,
-        spec.cpu_seconds,
+        spec.address_space_bytes,
+    );
+    set_rlimit(libc::RLIMIT_CPU, spec.cpu_seconds, spec.cpu_seconds + 1);
+    set_rlimit(
+        libc::RLIMIT_FSIZE,
         spec.file_size_bytes,
-    )
+        spec.file_size_bytes,
+    );
+    set_rlimit(libc::RLIMIT_NOFILE, 4096, 4096);
+    check_rlimits(spec)
 }
 
-/// Whether this process's rlimits are the ones asked for (and the description of them).
-pub(crate) fn check_limits(
-    address_space_bytes: u64,
-    cpu_seconds: u64,
-    file_size_bytes: u64,
-) -> Result<String, String> {
+fn check_rlimits(spec: &HelperSpec) -> Result<String, String> {
     let want = [
-        ("AS", libc::RLIMIT_AS, address_space_bytes),
-        ("CPU", libc::RLIMIT_CPU, cpu_seconds),
-        ("FSIZE", libc::RLIMIT_FSIZE, file_size_bytes),
+        ("AS", libc::RLIMIT_AS, spec.address_space_bytes),
+        ("CPU", libc::RLIMIT_CPU, spec.cpu_seconds),
+        ("FSIZE", libc::RLIMIT_FSIZE, spec.file_size_bytes),
         ("CORE", libc::RLIMIT_CORE, 0),
     ];
     for (name, res, v) in want {
@@ -515,10 +508,10 @@ pub(crate) fn check_limits(
     }
     Ok(format!(
         "AS {} MiB, CPU {} s (hard {} s), FSIZE {} MiB, CORE 0",
-        address_space_bytes >> 20,
-        cpu_seconds,
-        cpu_seconds + 1,
-        file_size_bytes >> 20
+        spec.address_space_bytes >> 20,
+        spec.cpu_seconds,
+        spec.cpu_seconds + 1,
+        spec.file_size_bytes >> 20
     ))
 }
 
@@ -791,13 +784,8 @@ pub(crate) fn call_mounts(spec: &HelperSpec, host: &Path, root: &Path) -> Result
 }
 
 fn landlock(spec: &HelperSpec, ws: &Path, tmp: &Path, has_root: bool) -> Result<String, String> {
-    let mut read: Vec<PathBuf> = spec.read_only.clone();
-    read.push("/proc".into());
-    read.push("/dev".into());
-    let mut write = vec![ws.to_path_buf(), tmp.to_path_buf()];
-    for d in ["null", "zero", "full", "shm"] {
-        write.push(Path::new("/dev").join(d));
-    }
+    let (mut read, mut write) = landlock_paths(spec.read_only.clone());
+    write.extend([ws.to_path_buf(), tmp.to_path_buf()]);
     if !has_root {
         // The host's /dev: only these few devices are reachable anyway.
         read.retain(|p| p != Path::new("/dev"));
@@ -805,4 +793,16 @@ fn landlock(spec: &HelperSpec, ws: &Path, tmp: &Path, has_root: bool) -> Result<
         read.push("/dev/random".into());
     }
     super::filters::apply_landlock(&read, &write)
+}
+
+/// The Landlock rules every command's root gets besides its workspace and /tmp: `read_only`,
+/// /proc and /dev to read; /dev/{null,zero,full,shm} to write.
+pub(crate) fn landlock_paths(mut read_only: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    read_only.push("/proc".into());
+    read_only.push("/dev".into());
+    let write = ["null", "zero", "full", "shm"]
+        .iter()
+        .map(|d| Path::new("/dev").join(d))
+        .collect();
+    (read_only, write)
 }

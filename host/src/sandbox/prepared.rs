@@ -21,7 +21,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sendfd::{RecvWithFd, SendWithFd};
 use serde::{Deserialize, Serialize};
@@ -37,12 +37,7 @@ pub(crate) const OLD_ROOT: &str = ".host";
 /// What P tells C when the call comes (with the output and report pipes as descriptors).
 #[derive(Serialize, Deserialize)]
 struct Go {
-    command: String,
-    env: Vec<(String, String)>,
-    address_space_bytes: u64,
-    cpu_seconds: u64,
-    file_size_bytes: u64,
-    max_processes: u64,
+    spec: HelperSpec,
     /// RLIMIT_NPROC is the process limit (no pids cgroup, not root).
     nproc: bool,
 }
@@ -233,15 +228,7 @@ fn outer_main(inherited: &Inherited, zygote: UnixStream) -> ! {
     rep.mark("mounts");
     let (pids, nproc) = helper::pids_limit(in_cgroup, inherited.host_uid, spec.max_processes);
     rep.layer(Layer::Pids, pids);
-    let go = Go {
-        command: spec.command,
-        env: spec.env,
-        address_space_bytes: spec.address_space_bytes,
-        cpu_seconds: spec.cpu_seconds,
-        file_size_bytes: spec.file_size_bytes,
-        max_processes: spec.max_processes,
-        nproc,
-    };
+    let go = Go { spec, nproc };
     let json = serde_json::to_vec(&go).unwrap_or_default();
     let sent = mine
         .send_with_fd(b"g", &[out.as_raw_fd(), report_copy.as_raw_fd()])
@@ -289,23 +276,19 @@ fn inner_main(inherited: &Inherited, chan: UnixStream) -> ! {
     let host = Path::new("/").join(OLD_ROOT);
     // Paths under the host's /tmp are exposed by the call, on top of its /tmp: their rules go
     // on the same files, found under the old root.
-    let mut read: Vec<PathBuf> = inherited
-        .read_only
-        .iter()
-        .map(|p| {
-            if p.starts_with("/tmp") {
-                helper::inside(&host, p)
-            } else {
-                p.clone()
-            }
-        })
-        .collect();
-    read.push("/proc".into());
-    read.push("/dev".into());
-    let write: Vec<PathBuf> = ["null", "zero", "full", "shm"]
-        .iter()
-        .map(|d| Path::new("/dev").join(d))
-        .collect();
+    let (read, write) = helper::landlock_paths(
+        inherited
+            .read_only
+            .iter()
+            .map(|p| {
+                if p.starts_with("/tmp") {
+                    helper::inside(&host, p)
+                } else {
+                    p.clone()
+                }
+            })
+            .collect(),
+    );
     let ruleset = match super::filters::landlock_ruleset(&read, &write) {
         Ok(r) => r,
         Err(_) => exit_failed(),
@@ -340,21 +323,13 @@ fn inner_main(inherited: &Inherited, chan: UnixStream) -> ! {
     };
     let ll = super::filters::finish_landlock(ruleset, &["/workspace".into(), "/tmp".into()]);
     rep.layer(Layer::Landlock, ll);
-    helper::set_rlimit(
-        libc::RLIMIT_AS,
-        go.address_space_bytes,
-        go.address_space_bytes,
-    );
-    helper::set_rlimit(libc::RLIMIT_CPU, go.cpu_seconds, go.cpu_seconds + 1);
-    helper::set_rlimit(libc::RLIMIT_FSIZE, go.file_size_bytes, go.file_size_bytes);
-    helper::set_rlimit(libc::RLIMIT_NOFILE, 4096, 4096);
+    let spec = go.spec;
     if go.nproc {
-        helper::set_rlimit(libc::RLIMIT_NPROC, go.max_processes, go.max_processes);
+        helper::set_rlimit(libc::RLIMIT_NPROC, spec.max_processes, spec.max_processes);
     }
-    let rl = helper::check_limits(go.address_space_bytes, go.cpu_seconds, go.file_size_bytes);
-    rep.layer(Layer::Rlimits, rl);
+    rep.layer(Layer::Rlimits, helper::apply_rlimits(&spec));
     if let Err(e) = std::env::set_current_dir("/workspace") {
         rep.fatal(format!("cannot enter /workspace: {e}"));
     }
-    helper::exec_bash(&mut rep, &go.command, &go.env)
+    helper::exec_bash(&mut rep, &spec.command, &spec.env)
 }

@@ -246,21 +246,13 @@ pub fn serve(config_json: &str) -> ! {
         // the whole setup.
         let mut handed: Option<super::prepared::Prepared> = None;
         if let Some(mut p) = prepared.take() {
-            match p.ready(wait) {
-                Ok(true) => handed = Some(p),
-                Ok(false) => prepared = Some(p),
-                Err(()) => {
-                    p.discard();
-                    may_prepare = false;
-                }
-            }
-        }
-        if let Some(p) = handed.take() {
             let fds = [out.as_raw_fd(), report.as_raw_fd(), request.as_raw_fd()];
-            match p.hand(&fds) {
-                Ok(()) => handed = Some(p),
-                // Died since it said it was ready: this call forks the whole setup.
-                Err(_) => {
+            match p.ready(wait) {
+                Ok(false) => prepared = Some(p),
+                Ok(true) if p.hand(&fds).is_ok() => handed = Some(p),
+                // Died (before or since it said it was ready): this call, and every later one,
+                // forks the whole setup.
+                _ => {
                     p.discard();
                     may_prepare = false;
                 }
