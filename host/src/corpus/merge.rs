@@ -228,7 +228,7 @@ fn merge_all(dst: &Corpus, db: &Path, sources: &[PathBuf]) -> Result<MergeReport
     let in_context = |src: &Path| format!("corpus merge: {} into {}", src.display(), db.display());
     // 1. Each source: a corpus (an older schema brought up to date), not the destination, no
     //    disagreement with what the destination holds; the blobs it has that it lacks.
-    let mut wanted = Vec::new();
+    let (mut wanted, mut totals) = (Vec::new(), Vec::new());
     for src in sources {
         if std::fs::canonicalize(src).ok().as_deref() == Some(dst_real.as_path()) {
             bail!(
@@ -248,16 +248,19 @@ fn merge_all(dst: &Corpus, db: &Path, sources: &[PathBuf]) -> Result<MergeReport
         .with_context(|| in_context(src))?;
         report.sources.push(SourceMerged {
             path: src.to_path_buf(),
-            blobs_present: total,
             seconds: started.elapsed().as_secs_f64(),
             ..SourceMerged::default()
         });
         wanted.push(new);
+        totals.push(total);
     }
     // 2. Every source's new blobs in one stream: checked on every core, written by this thread.
     let started = Instant::now();
     copy_blobs(dst, sources, wanted, &mut report.sources)?;
     report.blob_seconds = started.elapsed().as_secs_f64();
+    for (m, total) in report.sources.iter_mut().zip(totals) {
+        m.blobs_present = total.saturating_sub(m.blobs_copied);
+    }
     // 3. Each source's rows, in one transaction per source, checked again against what the
     //    sources before it brought.
     for (src, m) in sources.iter().zip(report.sources.iter_mut()) {
@@ -502,11 +505,7 @@ fn copy_blobs(
     if let Some(t) = tx_open.take() {
         t.commit()?;
     }
-    result?;
-    for m in merged.iter_mut() {
-        m.blobs_present = m.blobs_present.saturating_sub(m.blobs_copied);
-    }
-    Ok(())
+    result
 }
 
 /// A blob read from a source and checked: id, raw size, stored bytes.
