@@ -625,24 +625,13 @@ fn by_default_a_call_takes_the_prepared_sandbox_once_it_is_ready() {
 
 /// The zygotes that are children of this test process.
 fn my_zygotes() -> Vec<i32> {
-    let me = std::process::id().to_string();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().nth(1))
-            .unwrap_or("");
-        if ppid == me && String::from_utf8_lossy(&cmdline).contains("__sandbox-zygote") {
-            out.push(pid);
-        }
-    }
-    out
+    children_of(std::process::id() as i32)
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("__sandbox-zygote")
+        })
+        .collect()
 }
 
 #[test]
