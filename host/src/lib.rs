@@ -10,6 +10,7 @@ pub mod corpus;
 pub mod dataset;
 pub mod exec;
 pub mod import;
+pub mod output;
 pub mod patch_file;
 pub mod pipeline;
 pub mod plugin;

@@ -70,6 +70,11 @@ pub struct Stats {
 }
 
 /// A function of a snapshot: the blob's index row with the path it has in that snapshot.
+/// Lower-case hex sha256 of `bytes`: how the corpus names content.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SnapshotFunction {
     pub path: String,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use super::config::{Prompt, Resolved};
 use crate::corpus::{in_tests_path, RolloutRow, SnapshotFunction};
@@ -30,9 +30,7 @@ use crate::tokenizer::{TokenCounter, TokenizerSource};
 /// (request sha256, sample) of recorded exchanges.
 pub type Exchanges = Vec<(String, u32)>;
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::corpus::sha256_hex;
 
 fn key_of(v: &Value) -> String {
     sha256_hex(canonical_json(v).as_bytes())

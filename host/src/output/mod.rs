@@ -1,0 +1,110 @@
+//! What an output directory holds besides its shards: the dataset card (`README.md`, the
+//! Hugging Face format) and `report.html`, made from the rows' facts and the configuration
+//! only, so an audit rebuilds them byte for byte; and the two passes that decide rows before
+//! they are written, decontamination and near-duplicate removal.
+
+pub mod card;
+pub mod decontam;
+pub mod dedup;
+pub mod facts;
+pub mod plots;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub use facts::RowFacts;
+
+/// The documents of an output directory, in the order they are written.
+pub const CARD: &str = "README.md";
+pub const REPORT: &str = "report.html";
+
+/// Everything the card and the report are made of. Nothing in it is measured (no clock, no
+/// latency, no path of this machine): the same rows and configuration give the same bytes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DocInputs {
+    /// `run` (the SVG pipeline) or `shards` (rows from imported trajectories).
+    pub made_by: String,
+    /// The pipeline in a paragraph.
+    pub description: String,
+    pub license: Option<String>,
+    pub teacher_model: Option<String>,
+    pub tokenizer: String,
+    /// Filters, truncation, verification: (what, its settings).
+    pub settings: Vec<(String, String)>,
+    /// The funnel, stage by stage: (stage, count).
+    pub funnel: Vec<(String, u64)>,
+    /// Why items stopped and rows were dropped: (reason, count).
+    pub dropped: BTreeMap<String, u64>,
+    /// Split names and their rows, in shard order; one split means unsplit shards.
+    pub splits: Vec<(String, usize)>,
+    /// The emitted rows, in shard order.
+    pub facts: Vec<RowFacts>,
+    pub decontamination: Option<decontam::Summary>,
+    pub dedup: Option<dedup::Summary>,
+}
+
+/// A written document, as the manifest lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DocumentInfo {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// The card and the report of `inputs` for shards whose Merkle root is `merkle_root`.
+pub fn render_documents(inputs: &DocInputs, merkle_root: &str) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (CARD, card::render(inputs, merkle_root).into_bytes()),
+        (
+            REPORT,
+            report::render(inputs, merkle_root, None).into_bytes(),
+        ),
+    ]
+}
+
+/// Writes the card and the report into `dir` (each through a temporary file) and returns
+/// what the manifest lists of them.
+pub fn write_documents(
+    dir: &Path,
+    inputs: &DocInputs,
+    merkle_root: &str,
+) -> Result<Vec<DocumentInfo>> {
+    let mut out = Vec::new();
+    for (name, bytes) in render_documents(inputs, merkle_root) {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, &bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        out.push(DocumentInfo {
+            file: name.to_string(),
+            bytes: bytes.len() as u64,
+            sha256: crate::corpus::sha256_hex(&bytes),
+        });
+    }
+    Ok(out)
+}
+
+/// Hugging Face's `size_categories` bucket for `n` rows.
+pub fn size_category(n: usize) -> &'static str {
+    match n {
+        0..1_000 => "n<1K",
+        1_000..10_000 => "1K<n<10K",
+        10_000..100_000 => "10K<n<100K",
+        100_000..1_000_000 => "100K<n<1M",
+        1_000_000..10_000_000 => "1M<n<10M",
+        _ => "10M<n<100M",
+    }
+}
+
+/// The file pattern of a split's shards (`shard-*.jsonl.zst` when unsplit).
+pub fn split_pattern(split: Option<&str>) -> String {
+    match split {
+        Some(s) => format!("shard-{s}-*.jsonl.zst"),
+        None => "shard-*.jsonl.zst".to_string(),
+    }
+}
