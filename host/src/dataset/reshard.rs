@@ -26,6 +26,10 @@ use crate::pipeline::run::{load_filters, load_truncator};
 use crate::pipeline::{tool_versions, Manifest, PluginRef, MANIFEST_FORMAT};
 use crate::plugin::{PluginEngine, TrajectoryFilter, Truncator};
 use crate::rollout::trajectory::{Message, Trajectory};
+use crate::output::decontam::{Action, DecontaminateSection, Hit, Index};
+use crate::output::dedup::DedupSection;
+use crate::output::facts::{assistant_text, row_text, RowFacts};
+use crate::output::DocInputs;
 use crate::teacher::canonical_json;
 use crate::tokenizer::{TokenCounter, TokenizerSource};
 
@@ -73,6 +77,13 @@ pub struct ReshardSpec {
     /// None: every message kept.
     #[serde(default)]
     pub truncation: Option<TruncationSection>,
+    /// The dataset card's `license`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decontaminate: Option<DecontaminateSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DedupSection>,
 }
 
 fn d_render() -> Render {
@@ -88,6 +99,9 @@ impl Default for ReshardSpec {
             verify: None,
             filters: Vec::new(),
             truncation: None,
+            license: None,
+            decontaminate: None,
+            dedup: None,
         }
     }
 }
@@ -183,6 +197,12 @@ impl ReshardSpec {
                 return Err(bad("truncation.budget", "must be at least 1"));
             }
         }
+        if let Some(d) = &mut spec.decontaminate {
+            d.resolve(&base, &shown)?;
+        }
+        if let Some(d) = &spec.dedup {
+            d.check(&shown)?;
+        }
         Ok(spec)
     }
 }
@@ -229,6 +249,9 @@ struct RowMetadata<'a> {
     r: Option<f64>,
     truncation_ratio: f64,
     render: Render,
+    /// With `[decontaminate] action = "flag"`: the instances the row overlaps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    contamination: Vec<String>,
 }
 
 /// What a reshard did, for the closing summary.
@@ -261,6 +284,7 @@ pub struct Built {
     pub rows: ChosenRows,
     pub manifest: Manifest,
     pub report: ReshardReport,
+    pub docs: DocInputs,
 }
 
 /// SERA rows: T2 when they carry a target patch (P1), else T1.
@@ -281,6 +305,7 @@ struct Plugins {
     truncator: Option<Truncator>,
     refs: BTreeMap<String, PluginRef>,
     tokens: Arc<TokenCounter>,
+    decontam: Option<Index>,
 }
 
 fn load_plugins(spec: &ReshardSpec) -> Result<Plugins> {
@@ -296,17 +321,27 @@ fn load_plugins(spec: &ReshardSpec) -> Result<Plugins> {
         .as_ref()
         .map(|t| load_truncator(&engine, t, &tokens, &mut refs))
         .transpose()?;
+    let decontam = spec.decontaminate.as_ref().map(|d| d.load()).transpose()?;
     Ok(Plugins {
         filters,
         truncator,
         refs,
         tokens,
+        decontam,
     })
 }
 
 /// One worker's share: rows spilled in entry order, and its tallies.
+/// What the card, decontamination and dedup need of a spilled row.
+struct Spilled {
+    facts: RowFacts,
+    hits: Vec<Hit>,
+    signatures: Vec<Option<Vec<u32>>>,
+}
+
 struct Share {
     spill: RowSpill,
+    spilled: Vec<Spilled>,
     selected: usize,
     not_selected: BTreeMap<String, usize>,
     dropped: BTreeMap<String, usize>,
@@ -323,6 +358,7 @@ fn process(
     let corpus = Corpus::open_existing(db)?;
     let mut share = Share {
         spill: RowSpill::new()?,
+        spilled: Vec::new(),
         selected: 0,
         not_selected: BTreeMap::new(),
         dropped: BTreeMap::new(),
@@ -398,8 +434,45 @@ fn process(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| e.source.clone());
+        let messages = &t.messages[..kept];
+        let mut facts = RowFacts::of(&t, messages, &patch, &|s| {
+            u64::from(plugins.tokens.count(s))
+        });
+        facts.row_id = e.id.clone();
+        facts.stage = stage.map(String::from);
+        facts.repo = source.clone();
+        facts.r = r;
+        facts.truncation_ratio = d.ratio.unwrap_or(1.0);
+        let mut hits = Vec::new();
+        if let Some(idx) = &plugins.decontam {
+            hits.extend(idx.instance_hit(e.instance_id.as_deref()));
+            hits.extend(idx.text_hits(&format!("{}\n{patch}", row_text(messages))));
+            hits.sort();
+            hits.dedup_by(|a, b| a.instance == b.instance);
+        }
+        let flagged: Vec<String> = match &spec.decontaminate {
+            Some(dc) if dc.action == Action::Flag => {
+                hits.iter().map(|h| h.instance.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
+        let signatures = match &spec.dedup {
+            Some(dd) => dd
+                .on
+                .iter()
+                .map(|kind| {
+                    let text = if kind == "patch" {
+                        patch.clone()
+                    } else {
+                        assistant_text(messages)
+                    };
+                    crate::output::dedup::signature(&text, dd.shingle, dd.permutations)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let row = Row {
-            messages: render(&t.messages[..kept], spec.render),
+            messages: render(messages, spec.render),
             tools: &t.tools,
             metadata: RowMetadata {
                 row_id: &e.id,
@@ -411,11 +484,17 @@ fn process(
                 r,
                 truncation_ratio: d.ratio.unwrap_or(1.0),
                 render: spec.render,
+                contamination: flagged,
             },
         };
         line.clear();
         serde_json::to_writer(&mut line, &row)?;
         share.spill.push(&line)?;
+        share.spilled.push(Spilled {
+            facts,
+            hits,
+            signatures,
+        });
     }
     Ok(share)
 }
@@ -485,18 +564,158 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
         ..ReshardReport::default()
     };
     let mut spills = Vec::new();
-    for sh in shares {
+    // (spill, row in it, what it is), in import-id order.
+    let mut all: Vec<(usize, usize, Spilled)> = Vec::new();
+    for (k, sh) in shares.into_iter().enumerate() {
         report.selected += sh.selected;
-        for (k, n) in sh.not_selected {
-            *report.not_selected.entry(k).or_default() += n;
+        for (key, n) in sh.not_selected {
+            *report.not_selected.entry(key).or_default() += n;
         }
-        for (k, n) in sh.dropped {
-            *report.dropped.entry(k).or_default() += n;
+        for (key, n) in sh.dropped {
+            *report.dropped.entry(key).or_default() += n;
         }
+        all.extend(sh.spilled.into_iter().enumerate().map(|(i, x)| (k, i, x)));
         spills.push(sh.spill);
     }
-    let rows = ChosenRows::concat(spills);
+    let passed = all.len() as u64;
+    let mut gone = vec![false; all.len()];
+    let decontamination = match (&spec.decontaminate, &plugins.decontam) {
+        (Some(section), Some(index)) => {
+            let mut d = crate::output::decontam::Summary::new(section, index);
+            for (i, (_, _, x)) in all.iter().enumerate() {
+                d.add_row(&x.hits);
+                if !x.hits.is_empty() && section.action == Action::Drop {
+                    gone[i] = true;
+                    *report.dropped.entry("contaminated".into()).or_default() += 1;
+                }
+            }
+            Some(d)
+        }
+        _ => None,
+    };
+    let clean = gone.iter().filter(|g| !**g).count() as u64;
+    let dedup = spec.dedup.as_ref().map(|section| {
+        let live: Vec<usize> = (0..all.len()).filter(|&i| !gone[i]).collect();
+        let groups: Vec<String> = live
+            .iter()
+            .map(|&i| all[i].2.facts.stage.clone().unwrap_or_else(|| "-".into()))
+            .collect();
+        let entries: Vec<crate::output::dedup::Entry> = live
+            .iter()
+            .zip(&groups)
+            .map(|(&i, g)| crate::output::dedup::Entry {
+                group: g,
+                row_id: &all[i].2.facts.row_id,
+                r: all[i].2.facts.r,
+                ratio: all[i].2.facts.truncation_ratio,
+                signatures: &all[i].2.signatures,
+            })
+            .collect();
+        let (removed, d) = crate::output::dedup::near_duplicates(&entries, section);
+        for (k, &i) in live.iter().enumerate() {
+            if removed[k] {
+                gone[i] = true;
+                *report.dropped.entry("near-duplicate".into()).or_default() += 1;
+            }
+        }
+        d
+    });
+    let mut keep: Vec<usize> = (0..all.len()).filter(|&i| !gone[i]).collect();
+    let stage_of_row = |i: usize| all[i].2.facts.stage.as_deref();
+    let both = keep.iter().all(|&i| stage_of_row(i).is_some())
+        && keep.iter().any(|&i| stage_of_row(i) == Some("T1"))
+        && keep.iter().any(|&i| stage_of_row(i) == Some("T2"));
+    let splits = if both {
+        // Stable: import-id order within each stage.
+        keep.sort_by_key(|&i| stage_of_row(i).map(String::from));
+        let t1 = keep
+            .iter()
+            .filter(|&&i| stage_of_row(i) == Some("T1"))
+            .count();
+        vec![("T1".to_string(), t1), ("T2".to_string(), keep.len() - t1)]
+    } else {
+        vec![("train".to_string(), keep.len())]
+    };
+    let order: Vec<(usize, usize)> = keep.iter().map(|&i| (all[i].0, all[i].1)).collect();
+    let rows = ChosenRows::from_parts(spills, order).with_splits(splits.clone());
     report.rows = rows.len();
+    let mut funnel = vec![
+        ("stored trajectories".to_string(), entries.len() as u64),
+        ("selected".into(), report.selected as u64),
+        ("after filters and truncation".into(), passed),
+    ];
+    if decontamination.is_some() {
+        funnel.push(("after decontamination".into(), clean));
+    }
+    if dedup.is_some() {
+        funnel.push((
+            "after near-duplicates".into(),
+            gone.iter().filter(|g| !**g).count() as u64,
+        ));
+    }
+    funnel.push(("rows in the shards".into(), rows.len() as u64));
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in &report.not_selected {
+        *dropped.entry(format!("not selected: {k}")).or_default() += *v as u64;
+    }
+    for (k, v) in &report.dropped {
+        *dropped.entry(format!("row dropped: {k}")).or_default() += *v as u64;
+    }
+    let mut settings = Vec::new();
+    if let Some(sel) = &spec.select {
+        settings.push(("select".to_string(), sel.clone()));
+    }
+    if let Some(v) = &spec.verify {
+        settings.push((
+            format!("verify: {}", crate::pipeline::plugin_name(&v.plugin)),
+            format!("{} against {}", v.config, if v.reference == ["p1"] { "P1 (the rows' own target patches)" } else { "reference instance files" }),
+        ));
+    }
+    for f in &spec.filters {
+        settings.push((
+            format!("filter: {}", crate::pipeline::plugin_name(&f.plugin)),
+            f.config.to_string(),
+        ));
+    }
+    if let Some(t) = &spec.truncation {
+        settings.push((
+            format!("truncation: {}", crate::pipeline::plugin_name(&t.plugin)),
+            format!(
+                "budget {} tokens, min ratio {}, tokenizer {}",
+                t.budget, t.min_ratio, t.tokenizer.kind
+            ),
+        ));
+    }
+    settings.push(("render".into(), format!("{:?}", spec.render).to_lowercase()));
+    let formats: std::collections::BTreeSet<&str> =
+        entries.iter().map(|e| e.format.as_str()).collect();
+    let tokenizer_kind = spec
+        .truncation
+        .as_ref()
+        .map_or("estimate".to_string(), |t| t.tokenizer.kind.clone());
+    let docs = DocInputs {
+        made_by: "shards".into(),
+        description: format!(
+            "Made by `sera-host shards` from {} stored trajector{} imported from other agents' output ({}), selected, scored, filtered and truncated as listed below; nothing was generated.",
+            entries.len(),
+            if entries.len() == 1 { "y" } else { "ies" },
+            formats.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        license: spec.license.clone(),
+        teacher_model: None,
+        tokenizer: crate::output::tokenizer_label(
+            &tokenizer_kind,
+            &plugins.tokens.fingerprint,
+            plugins.tokens.is_estimate(),
+        ),
+        settings,
+        funnel,
+        dropped,
+        splits,
+        facts: keep.iter().map(|&i| all[i].2.facts.clone()).collect(),
+        decontamination,
+        dedup,
+    };
     let mut lines = String::new();
     for e in &entries {
         lines.push_str(&format!(
@@ -506,10 +725,6 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
             e.patch.as_deref().unwrap_or("-")
         ));
     }
-    let tokenizer_kind = spec
-        .truncation
-        .as_ref()
-        .map_or("estimate".to_string(), |t| t.tokenizer.kind.clone());
     let manifest = Manifest {
         format: MANIFEST_FORMAT.into(),
         tool_versions: tool_versions(),
@@ -531,11 +746,13 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
         rows: rows.len(),
         shards: Vec::new(),
         merkle_root: String::new(),
+        documents: Vec::new(),
     };
     Ok(Built {
         rows,
         manifest,
         report,
+        docs,
     })
 }
 
@@ -543,7 +760,13 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
 pub fn execute(db: &Path, out: &Path, spec: &ReshardSpec, threads: usize) -> Result<ReshardReport> {
     let mut built = build(db, spec, Verdicts::Reuse, threads)?;
     let path =
-        crate::pipeline::write_output(out, &mut built.manifest, &built.rows, spec.rows_per_shard)?;
+        crate::pipeline::write_output(
+            out,
+            &mut built.manifest,
+            &built.rows,
+            spec.rows_per_shard,
+            &built.docs,
+        )?;
     let mut report = built.report;
     report.raw_bytes = built.manifest.shards.iter().map(|s| s.raw_bytes).sum();
     report.shards = built.manifest.shards.len();

@@ -61,7 +61,7 @@ pub fn render(d: &DocInputs, merkle_root: &str) -> String {
         let _ = writeln!(s, "| train | {rows} | `{}` |", split_pattern(None));
     }
     let by_stage = count_by(d, |f| f.stage.clone().unwrap_or_else(|| "-".into()));
-    if by_stage.len() > 1 || d.splits.len() <= 1 {
+    if d.splits.len() <= 1 {
         s.push_str("\nRows per stage: ");
         let parts: Vec<String> = by_stage.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(s, "{}.", parts.join(", "));

@@ -101,6 +101,18 @@ pub fn size_category(n: usize) -> &'static str {
     }
 }
 
+/// How the card names a tokenizer: its kind and the hash of its files (never their paths).
+pub fn tokenizer_label(kind: &str, fingerprint: &str, estimate: bool) -> String {
+    if estimate {
+        "an estimate (bytes / 4), not a real tokenizer".to_string()
+    } else {
+        format!(
+            "the `{kind}` tokenizer whose files hash to `{}`",
+            &fingerprint[..16.min(fingerprint.len())]
+        )
+    }
+}
+
 /// The file pattern of a split's shards (`shard-*.jsonl.zst` when unsplit).
 pub fn split_pattern(split: Option<&str>) -> String {
     match split {

@@ -108,15 +108,15 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
             false,
         )
         .await
-        .map(|b| (b.rows, b.manifest, p.rows_per_shard)),
+        .map(|b| (b.rows, b.manifest, p.rows_per_shard, b.docs)),
         (_, Some(r)) => {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             crate::dataset::reshard::build(db, &r.spec, Verdicts::Recompute, threads)
-                .map(|b| (b.rows, b.manifest, r.spec.rows_per_shard))
+                .map(|b| (b.rows, b.manifest, r.spec.rows_per_shard, b.docs))
         }
         (None, None) => unreachable!("checked above"),
     };
-    let (rows, rebuilt_manifest, per) = match rebuilt {
+    let (rows, rebuilt_manifest, per, docs) = match rebuilt {
         Ok(b) => b,
         Err(e) => {
             report
@@ -160,22 +160,30 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
         ));
     }
     let c = corpus.lock().expect("corpus lock");
-    let per = per.max(1);
     let n = rows.len();
-    let chunks: Vec<std::ops::Range<usize>> =
-        (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect();
-    if chunks.len() != m.shards.len() || n != m.rows {
+    let plan = rows.shard_plan(per);
+    if plan.len() != m.shards.len() || n != m.rows {
         report.problems.push(format!(
             "rebuild has {} rows in {} shards, the manifest {} rows in {} shards",
             n,
-            chunks.len(),
+            plan.len(),
             m.rows,
             m.shards.len()
         ));
     }
     let mut infos: Vec<ShardInfo> = Vec::new();
     for (i, want) in m.shards.iter().enumerate() {
-        let range = chunks.get(i).cloned().unwrap_or(0..0);
+        let range = match plan.get(i) {
+            Some((name, range)) if *name == want.file => range.clone(),
+            Some((name, _)) => {
+                report.problems.push(format!(
+                    "{}: the rebuild names this shard {name}",
+                    want.file
+                ));
+                0..0
+            }
+            None => 0..0,
+        };
         let raw = super::shards::shard_raw(&rows, range.clone())?;
         let packed = compress(&raw)?;
         let info = ShardInfo {
@@ -235,6 +243,41 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
             "merkle root: {root} from the listed shards, {} in the manifest",
             m.merkle_root
         ));
+    }
+    // The card and the report, from the rebuilt rows' facts and the rebuilt shards' root.
+    let rebuilt_root = merkle_root_hex(&infos)?;
+    let documents = crate::output::render_documents(&docs, &rebuilt_root);
+    for want in &m.documents {
+        let Some((_, bytes)) = documents.iter().find(|(name, _)| *name == want.file) else {
+            report.problems.push(format!("{}: the rebuild makes no such document", want.file));
+            continue;
+        };
+        let got = sha256_hex(bytes);
+        if got != want.sha256 {
+            report.problems.push(format!(
+                "{}: the rebuild hashes to {got}, the manifest says {}",
+                want.file, want.sha256
+            ));
+        } else {
+            report
+                .checked
+                .push(format!("{}: rebuilt byte for byte", want.file));
+        }
+        let path = dir.join(&want.file);
+        match std::fs::read(&path) {
+            Err(e) => report
+                .problems
+                .push(format!("{}: cannot read ({e})", path.display())),
+            Ok(b) if sha256_hex(&b) != want.sha256 => report.problems.push(format!(
+                "{}: sha256 {} on disk, {} in the manifest",
+                want.file,
+                sha256_hex(&b),
+                want.sha256
+            )),
+            Ok(_) => report
+                .checked
+                .push(format!("{}: file matches the manifest", want.file)),
+        }
     }
     Ok(report)
 }

@@ -2,6 +2,8 @@
 //! naming the key), and resolved into a `Resolved` pipeline with every file it names read in,
 //! so that a manifest can carry the whole of it and an audit can run it again.
 
+use crate::output::decontam::DecontaminateSection;
+use crate::output::dedup::DedupSection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,10 @@ struct File {
     output: OutputSection,
     #[serde(default)]
     mix: Vec<Mix>,
+    #[serde(default)]
+    decontaminate: Option<DecontaminateSection>,
+    #[serde(default)]
+    dedup: Option<DedupSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,6 +359,9 @@ struct OutputSection {
     dir: PathBuf,
     #[serde(default = "d_rows_per_shard")]
     rows_per_shard: usize,
+    /// The dataset card's `license` (a Hugging Face license id such as `apache-2.0`).
+    #[serde(default)]
+    license: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -499,6 +508,13 @@ pub struct Resolved {
     pub truncation: TruncationSection,
     pub rows_per_shard: usize,
     pub mix: Vec<Mix>,
+    /// Left out of the manifest when absent, so pipelines without them keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decontaminate: Option<DecontaminateSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DedupSection>,
 }
 
 /// A loaded pipeline file: the resolved pipeline and where its corpus and output go.
@@ -752,6 +768,13 @@ impl Pipeline {
             "truncation.tokenizer",
             &mut truncation.tokenizer,
         )?;
+        let mut decontaminate = file.decontaminate;
+        if let Some(d) = &mut decontaminate {
+            d.resolve(&base, &shown)?;
+        }
+        if let Some(d) = &file.dedup {
+            d.check(&shown)?;
+        }
         Ok(Pipeline {
             path: path.to_path_buf(),
             db: abs(&base, &file.corpus.db),
@@ -770,6 +793,9 @@ impl Pipeline {
                 truncation,
                 rows_per_shard: file.output.rows_per_shard,
                 mix,
+                license: file.output.license,
+                decontaminate,
+                dedup: file.dedup,
             },
         })
     }

@@ -59,6 +59,9 @@ pub struct Manifest {
     pub rows: usize,
     pub shards: Vec<ShardInfo>,
     pub merkle_root: String,
+    /// The dataset card and the report: what they hash to (they are rebuilt by `audit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub documents: Vec<crate::output::DocumentInfo>,
 }
 
 /// What a run did, for the closing summary.
@@ -249,6 +252,68 @@ pub struct Built {
     pub manifest: Manifest,
     pub rows: rows::ChosenRows,
     pub summary: Summary,
+    /// What the dataset card and the report are made of.
+    pub docs: crate::output::DocInputs,
+}
+
+/// A plugin as the card names it: `builtin:NAME`, or a component's file name (not a path of
+/// this machine).
+pub fn plugin_name(spec: &str) -> String {
+    if spec.starts_with("builtin:") {
+        spec.to_string()
+    } else {
+        Path::new(spec)
+            .file_name()
+            .map_or(spec.to_string(), |n| n.to_string_lossy().into_owned())
+    }
+}
+
+/// The pipeline in a paragraph, for the card.
+fn describe_pipeline(cfg: &Resolved, snapshots: &[SnapshotRef]) -> String {
+    let repos: Vec<String> = snapshots.iter().map(|s| format!("`{}`", s.repo)).collect();
+    format!(
+        "Made with Soft Verified Generation (SVG, as in AI2's SERA) from {} ({}): for each of up to {} selected functions per repository ({} prompt{} each), the teacher `{}` got a change request about the function and worked in a sandboxed copy of the repository through the `{}` tools{} (trajectory T1, patch P1); `{}` turned T1 and P1 into a pull-request description; a fresh rollout given only that text produced T2 and P2; `{}` scored P2 against P1 (line-level recall r, verified at r >= {}). T1 rows are the first rollouts of verified items, T2 rows the second.",
+        if repos.len() == 1 { "one repository".to_string() } else { format!("{} repositories", repos.len()) },
+        repos.join(", "),
+        cfg.select.functions_per_repo,
+        cfg.select.prompts_per_function,
+        if cfg.select.prompts_per_function == 1 { "" } else { "s" },
+        cfg.teacher.model,
+        plugin_name(&cfg.rollout.tools),
+        if cfg.rollout.exec.enabled { ", running commands in a sandbox" } else { "" },
+        plugin_name(&cfg.pr_synth.plugin),
+        plugin_name(&cfg.verify.plugin),
+        cfg.verify.threshold,
+    )
+}
+
+/// Verification, filters, truncation and the mix with their settings, for the card.
+fn pipeline_settings(cfg: &Resolved) -> Vec<(String, String)> {
+    let mut v = vec![(
+        format!("verify: {}", plugin_name(&cfg.verify.plugin)),
+        format!("threshold {} {}", cfg.verify.threshold, cfg.verify.config),
+    )];
+    for f in &cfg.filters {
+        v.push((format!("filter: {}", plugin_name(&f.plugin)), f.config.to_string()));
+    }
+    v.push((
+        format!("truncation: {}", plugin_name(&cfg.truncation.plugin)),
+        format!(
+            "budget {} tokens, min ratio {}, tokenizer {}",
+            cfg.truncation.budget, cfg.truncation.min_ratio, cfg.truncation.tokenizer.kind
+        ),
+    ));
+    for m in &cfg.mix {
+        v.push((
+            format!("mix: {}", m.stage),
+            format!(
+                "up to {} rows{}",
+                m.count,
+                m.min_r.map_or(String::new(), |r| format!(", r >= {r}"))
+            ),
+        ));
+    }
+    v
 }
 
 /// Runs every stage for `snapshots` and builds the rows and the manifest (shard hashes are
@@ -298,7 +363,15 @@ pub async fn build_scoped(
         .iter()
         .map(|s| (s.repo.clone(), s.snapshot.clone()))
         .collect();
-    let mut items = run::select(&corpus.lock().expect("corpus lock"), &pairs, &cfg)?;
+    let (mut items, skipped_functions) = run::select_clean(
+        &corpus.lock().expect("corpus lock"),
+        &pairs,
+        &cfg,
+        stages
+            .decontam
+            .as_deref()
+            .filter(|_| cfg.decontaminate.as_ref().is_some_and(|d| d.skip_functions)),
+    )?;
     if let Some(w) = scope.worker {
         items.retain(|i| w.owns(&i.partition_key()));
     }
@@ -424,7 +497,53 @@ pub async fn build_scoped(
         return Err(e);
     }
     stages.progress.finish();
-    let chosen = stages.mix(&metas);
+    let candidates = metas.len() as u64;
+    let passed = metas.iter().filter(|m| !m.dropped).count() as u64;
+    let decontamination = match (&cfg.decontaminate, &stages.decontam) {
+        (Some(section), Some(index)) => {
+            let mut d = crate::output::decontam::Summary::new(section, index);
+            d.skipped_functions = skipped_functions;
+            for m in metas.iter_mut().filter(|m| !m.dropped) {
+                d.add_row(&m.hits);
+                if !m.hits.is_empty() && section.action == crate::output::decontam::Action::Drop {
+                    m.dropped = true;
+                    *summary
+                        .dropped
+                        .entry(format!("{} contaminated", m.stage))
+                        .or_default() += 1;
+                }
+            }
+            Some(d)
+        }
+        _ => None,
+    };
+    let clean = metas.iter().filter(|m| !m.dropped).count() as u64;
+    let dedup = cfg.dedup.as_ref().map(|section| {
+        let live: Vec<usize> = (0..metas.len()).filter(|&i| !metas[i].dropped).collect();
+        let entries: Vec<crate::output::dedup::Entry> = live
+            .iter()
+            .map(|&i| crate::output::dedup::Entry {
+                group: &metas[i].stage,
+                row_id: &metas[i].row_id,
+                r: metas[i].r,
+                ratio: metas[i].ratio,
+                signatures: &metas[i].signatures,
+            })
+            .collect();
+        let (removed, d) = crate::output::dedup::near_duplicates(&entries, section);
+        for (k, &i) in live.iter().enumerate() {
+            if removed[k] {
+                metas[i].dropped = true;
+                *summary
+                    .dropped
+                    .entry(format!("{} near-duplicate", metas[i].stage))
+                    .or_default() += 1;
+            }
+        }
+        d
+    });
+    let unique = metas.iter().filter(|m| !m.dropped).count() as u64;
+    let mut chosen = stages.mix(&metas);
     for &i in &chosen {
         if metas[i].stage == "T1" {
             summary.rows_t1 += 1;
@@ -432,6 +551,64 @@ pub async fn build_scoped(
             summary.rows_t2 += 1;
         }
     }
+    // Both stages: T1's shards, then T2's, each split its own files.
+    let both = summary.rows_t1 > 0 && summary.rows_t2 > 0;
+    let splits = if both {
+        chosen.sort_by(|&a, &b| {
+            (&metas[a].stage, &metas[a].row_id).cmp(&(&metas[b].stage, &metas[b].row_id))
+        });
+        vec![
+            ("T1".to_string(), summary.rows_t1),
+            ("T2".to_string(), summary.rows_t2),
+        ]
+    } else {
+        vec![("train".to_string(), chosen.len())]
+    };
+    let mut funnel = vec![
+        ("items selected".to_string(), summary.items as u64),
+        ("rollout 1 submitted".into(), summary.rollout1_submitted as u64),
+        ("PR texts".into(), summary.prs as u64),
+        ("rollout 2 submitted".into(), summary.rollout2_submitted as u64),
+        ("scored".into(), summary.scored as u64),
+        (
+            format!("verified (r >= {})", cfg.verify.threshold),
+            summary.verified as u64,
+        ),
+        ("candidate rows (T1 + T2)".into(), candidates),
+        ("after filters and truncation".into(), passed),
+    ];
+    if decontamination.is_some() {
+        funnel.push(("after decontamination".into(), clean));
+    }
+    if dedup.is_some() {
+        funnel.push(("after near-duplicates".into(), unique));
+    }
+    funnel.push(("rows in the shards".into(), chosen.len() as u64));
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    for (k, v) in &summary.stopped {
+        *dropped.entry(format!("item stopped: {k}")).or_default() += *v as u64;
+    }
+    for (k, v) in &summary.dropped {
+        *dropped.entry(format!("row dropped: {k}")).or_default() += *v as u64;
+    }
+    let docs = crate::output::DocInputs {
+        made_by: "run".into(),
+        description: describe_pipeline(&cfg, &snapshots),
+        license: cfg.license.clone(),
+        teacher_model: Some(cfg.teacher.model.clone()),
+        tokenizer: crate::output::tokenizer_label(
+            &cfg.truncation.tokenizer.kind,
+            &stages.tokens.fingerprint,
+            stages.tokens.is_estimate(),
+        ),
+        settings: pipeline_settings(&cfg),
+        funnel,
+        dropped,
+        splits: splits.clone(),
+        facts: chosen.iter().map(|&i| metas[i].facts.clone()).collect(),
+        decontamination,
+        dedup,
+    };
     digests.sort();
     let mut h = sha2::Sha256::new();
     for (key, d) in &digests {
@@ -458,11 +635,13 @@ pub async fn build_scoped(
         rows: chosen.len(),
         shards: Vec::new(),
         merkle_root: String::new(),
+        documents: Vec::new(),
     };
     Ok(Built {
         manifest,
-        rows: rows::ChosenRows::new(spill, chosen),
+        rows: rows::ChosenRows::new(spill, chosen).with_splits(splits),
         summary,
+        docs,
     })
 }
 
@@ -479,10 +658,12 @@ pub fn write_output(
     manifest: &mut Manifest,
     rows: &rows::ChosenRows,
     per_shard: usize,
+    docs: &crate::output::DocInputs,
 ) -> Result<PathBuf> {
     let shards = shards::write_shards(out, rows, per_shard)?;
     manifest.merkle_root = shards::merkle_root_hex(&shards)?;
     manifest.shards = shards;
+    manifest.documents = crate::output::write_documents(out, docs, &manifest.merkle_root)?;
     let path = out.join("manifest.json");
     let tmp = out.join(".manifest.json.tmp");
     std::fs::write(&tmp, manifest_bytes(manifest)?)
@@ -527,6 +708,7 @@ pub async fn execute_scoped(
         &mut built.manifest,
         &built.rows,
         p.resolved.rows_per_shard,
+        &built.docs,
     )?;
     let mut summary = built.summary;
     summary.shards = built.manifest.shards.len();

@@ -5,6 +5,8 @@ use serde_json::{json, Value};
 
 use super::config::TruncationSection;
 use super::run::{sha256_hex, ItemResult, RolloutRef, Stages};
+use crate::output::decontam::{Action, Hit};
+use crate::output::facts::{assistant_text, row_text, RowFacts};
 use crate::plugin::{TrajectoryFilter, Truncator};
 use crate::rollout::trajectory::{Message, Trajectory};
 
@@ -23,6 +25,9 @@ pub struct Metadata {
     /// why); absent for rollouts without commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Value>,
+    /// With `[decontaminate] action = "flag"`: the instances the row overlaps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contamination: Vec<String>,
 }
 
 /// One training row, in the order trainers read the keys.
@@ -95,6 +100,11 @@ pub fn decide(
 pub struct Candidate {
     pub row: Row,
     pub decision: Decision,
+    pub facts: RowFacts,
+    /// The instances it overlaps (`[decontaminate]`).
+    pub hits: Vec<Hit>,
+    /// MinHash signatures, one per `[dedup] on` kind.
+    pub signatures: Vec<Option<Vec<u32>>>,
 }
 
 impl Stages {
@@ -121,8 +131,45 @@ impl Stages {
         );
         let kept = decision.kept_messages.unwrap_or(0);
         let row_id = sha256_hex(format!("{}\0{stage}", res.item.key).as_bytes());
+        let messages = &t.trajectory.messages[..kept.min(t.trajectory.messages.len())];
+        let mut facts = RowFacts::of(&t.trajectory, messages, &t.patch, &|s| {
+            u64::from(self.tokens.count(s))
+        });
+        facts.row_id = row_id.clone();
+        facts.stage = Some(stage.into());
+        facts.repo = res.item.repo.clone();
+        facts.function = Some(super::run::function_ref(&res.item.function));
+        facts.r = res.r;
+        facts.truncation_ratio = decision.ratio.unwrap_or(0.0);
+        facts.exec = self.exec_statuses(&t.trajectory);
+        let mut hits = Vec::new();
+        if let Some(idx) = &self.decontam {
+            hits.extend(idx.function_hits(&res.item.repo, facts.function.as_ref().expect("set")));
+            hits.extend(idx.text_hits(&format!("{}\n{}", row_text(messages), t.patch)));
+            hits.sort();
+            hits.dedup_by(|a, b| a.instance == b.instance);
+        }
+        let flagged = match &self.cfg.decontaminate {
+            Some(d) if d.action == Action::Flag => hits.iter().map(|h| h.instance.clone()).collect(),
+            _ => Vec::new(),
+        };
+        let signatures = match &self.cfg.dedup {
+            Some(d) => d
+                .on
+                .iter()
+                .map(|kind| {
+                    let text = if kind == "patch" {
+                        t.patch.clone()
+                    } else {
+                        assistant_text(messages)
+                    };
+                    crate::output::dedup::signature(&text, d.shingle, d.permutations)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let row = Row {
-            messages: t.trajectory.messages[..kept.min(t.trajectory.messages.len())].to_vec(),
+            messages: messages.to_vec(),
             tools: t.trajectory.tools.clone(),
             metadata: Metadata {
                 row_id,
@@ -141,9 +188,43 @@ impl Stages {
                     }
                     e
                 }),
+                contamination: flagged,
             },
         };
-        Some(Candidate { row, decision })
+        Some(Candidate {
+            row,
+            decision,
+            facts,
+            hits,
+            signatures,
+        })
+    }
+
+    /// A rollout's commands by how they ended, from their records.
+    fn exec_statuses(&self, t: &Trajectory) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let Some(keys) = t
+            .environment
+            .as_ref()
+            .and_then(|e| e.get("execs"))
+            .and_then(|k| k.as_array())
+        else {
+            return out;
+        };
+        let corpus = self.corpus.lock().expect("corpus lock");
+        for k in keys.iter().filter_map(|k| k.as_str()) {
+            let status = match corpus.exec(k) {
+                Ok(Some(r)) if r.timed_out => "timeout".to_string(),
+                Ok(Some(r)) => match (r.exit_code, r.signal) {
+                    (Some(c), _) => format!("exit {c}"),
+                    (None, Some(s)) => format!("signal {s}"),
+                    (None, None) => "unknown".to_string(),
+                },
+                _ => "not recorded".to_string(),
+            };
+            *out.entry(status).or_default() += 1;
+        }
+        out
     }
 
     /// The rows to emit: for each `[[mix]]` entry, its stage's surviving candidates with
@@ -187,6 +268,9 @@ pub struct RowMeta {
     pub r: Option<f64>,
     pub ratio: f64,
     pub dropped: bool,
+    pub facts: RowFacts,
+    pub hits: Vec<Hit>,
+    pub signatures: Vec<Option<Vec<u32>>>,
 }
 
 impl RowMeta {
@@ -197,6 +281,9 @@ impl RowMeta {
             r: c.row.metadata.r,
             ratio: c.row.metadata.truncation_ratio,
             dropped: c.decision.dropped.is_some(),
+            facts: c.facts.clone(),
+            hits: c.hits.clone(),
+            signatures: c.signatures.clone(),
         }
     }
 }
@@ -247,13 +334,56 @@ pub struct ChosenRows {
     spills: Vec<RowSpill>,
     /// (spill, row in it) in shard order.
     order: Vec<(usize, usize)>,
+    /// Consecutive groups of rows written as their own shards (`shard-NAME-00000...`) when
+    /// there are several; one group is written as `shard-00000...`.
+    splits: Vec<(String, usize)>,
 }
 
 impl ChosenRows {
     pub fn new(spill: RowSpill, order: Vec<usize>) -> Self {
+        let n = order.len();
         ChosenRows {
             spills: vec![spill],
             order: order.into_iter().map(|i| (0, i)).collect(),
+            splits: vec![("train".into(), n)],
+        }
+    }
+
+    /// The rows as consecutive named groups (their counts add up to [`ChosenRows::len`]).
+    pub fn with_splits(mut self, splits: Vec<(String, usize)>) -> Self {
+        debug_assert_eq!(splits.iter().map(|s| s.1).sum::<usize>(), self.order.len());
+        self.splits = splits;
+        self
+    }
+
+    /// (shard file name, rows) in order, `per` rows a shard.
+    pub fn shard_plan(&self, per: usize) -> Vec<(String, std::ops::Range<usize>)> {
+        let per = per.max(1);
+        let mut out = Vec::new();
+        let mut at = 0;
+        let named = self.splits.len() > 1;
+        for (name, n) in &self.splits {
+            for (i, start) in (at..at + n).step_by(per).enumerate() {
+                let end = (start + per).min(at + n);
+                let file = if named {
+                    format!("shard-{name}-{i:05}.jsonl.zst")
+                } else {
+                    super::shards::shard_name(i)
+                };
+                out.push((file, start..end));
+            }
+            at += n;
+        }
+        out
+    }
+
+    /// The rows at `order` ((spill, row in it)) of `spills`, in that order.
+    pub fn from_parts(spills: Vec<RowSpill>, order: Vec<(usize, usize)>) -> Self {
+        let n = order.len();
+        ChosenRows {
+            spills,
+            order,
+            splits: vec![("train".into(), n)],
         }
     }
 
@@ -263,8 +393,13 @@ impl ChosenRows {
             .iter()
             .enumerate()
             .flat_map(|(s, spill)| (0..spill.len()).map(move |i| (s, i)))
-            .collect();
-        ChosenRows { spills, order }
+            .collect::<Vec<_>>();
+        let n = order.len();
+        ChosenRows {
+            spills,
+            order,
+            splits: vec![("train".into(), n)],
+        }
     }
 
     pub fn len(&self) -> usize {

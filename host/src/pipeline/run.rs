@@ -78,14 +78,37 @@ pub fn select(
     snapshots: &[(String, String)],
     cfg: &Resolved,
 ) -> Result<Vec<Item>> {
+    Ok(select_clean(corpus, snapshots, cfg, None)?.0)
+}
+
+/// [`select`], leaving out the functions a `decontam` instance's patches touch: the items, and
+/// per instance the functions left out (`repo path::qualname`).
+pub fn select_clean(
+    corpus: &crate::corpus::Corpus,
+    snapshots: &[(String, String)],
+    cfg: &Resolved,
+    decontam: Option<&crate::output::decontam::Index>,
+) -> Result<(Vec<Item>, BTreeMap<String, Vec<String>>)> {
     let s = &cfg.select;
     let mut items = Vec::new();
+    let mut skipped: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (repo, snapshot) in snapshots {
         let mut fns: Vec<(String, SnapshotFunction)> = corpus
             .functions(snapshot)?
             .into_iter()
             .filter(|f| !(s.skip_tests && (f.in_tests || in_tests_path(&f.path))))
             .filter(|f| f.line_count >= s.min_lines)
+            .filter(|f| {
+                let Some(idx) = decontam else { return true };
+                let hits = idx.function_hits(repo, &function_ref(f));
+                for h in &hits {
+                    skipped
+                        .entry(h.instance.clone())
+                        .or_default()
+                        .push(format!("{repo} {}::{}", f.path, f.qualname));
+                }
+                hits.is_empty()
+            })
             .map(|f| {
                 let rank = sha256_hex(
                     format!(
@@ -124,7 +147,16 @@ pub fn select(
         }
     }
     items.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(items)
+    Ok((items, skipped))
+}
+
+pub fn function_ref(f: &SnapshotFunction) -> crate::output::facts::FunctionRef {
+    crate::output::facts::FunctionRef {
+        path: f.path.clone(),
+        qualname: f.qualname.clone(),
+        start_line: f.start_line,
+        end_line: f.end_line,
+    }
 }
 
 /// A finished rollout as the later stages use it.
@@ -190,6 +222,8 @@ pub struct Stages {
     /// `--finalize`: the teacher each item's live run asked, as rollout ids name it, so that
     /// the workers' stored rollouts are found instead of replayed.
     pub live_teachers: std::collections::HashMap<String, String>,
+    /// `[decontaminate]`'s instances, loaded once.
+    pub decontam: Option<Arc<crate::output::decontam::Index>>,
 }
 
 /// The sandbox limits a pipeline's `[rollout.exec]` names.
@@ -370,6 +404,11 @@ impl Stages {
         );
         let tokens = token_counter(&cfg.truncation.tokenizer)?;
         let tokens = Arc::new(tokens);
+        let decontam = cfg
+            .decontaminate
+            .as_ref()
+            .map(|d| d.load().map(Arc::new))
+            .transpose()?;
         let truncator = load_truncator(&engine, &cfg.truncation, &tokens, &mut plugin_hashes)?;
         let filters = load_filters(&engine, &cfg.filters, &tokens, &mut plugin_hashes)?;
         let parse = crate::teacher::ParseOptions {
@@ -421,6 +460,7 @@ impl Stages {
             progress_key: None,
             exec_scopes: Default::default(),
             live_teachers: Default::default(),
+            decontam,
         })
     }
 

@@ -43,20 +43,17 @@ pub fn write_shards(
     per_shard: usize,
 ) -> Result<Vec<ShardInfo>> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let per = per_shard.max(1);
     let mut out = Vec::new();
-    for (i, start) in (0..rows.len()).step_by(per).enumerate() {
-        let end = (start + per).min(rows.len());
-        let raw = shard_raw(rows, start..end)?;
-        out.push(write_one(dir, &shard_name(i), &raw, end - start)?);
+    for (name, range) in rows.shard_plan(per_shard) {
+        let raw = shard_raw(rows, range.clone())?;
+        out.push(write_one(dir, &name, &raw, range.len())?);
     }
+    // Shards of an earlier run here that this one does not write (fewer rows, other splits).
     for e in std::fs::read_dir(dir)? {
         let name = e?.file_name().to_string_lossy().into_owned();
-        let stale = name
-            .strip_prefix("shard-")
-            .and_then(|n| n.strip_suffix(".jsonl.zst"))
-            .and_then(|n| n.parse::<usize>().ok())
-            .is_some_and(|n| n >= out.len());
+        let stale = name.starts_with("shard-")
+            && name.ends_with(".jsonl.zst")
+            && !out.iter().any(|s| s.file == name);
         if stale {
             std::fs::remove_file(dir.join(&name))?;
         }
