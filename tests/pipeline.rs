@@ -91,15 +91,32 @@ fn demo_runs_replays_identically_audits_and_explains() {
     );
     assert_eq!(rows.len() as u64, manifest["rows"].as_u64().unwrap());
     // Rows: OpenAI messages with tool calls (arguments as JSON strings), tools, metadata,
-    // ordered by row id, no duplicates.
-    let ids: Vec<&str> = rows
+    // T1's then T2's (each stage its own shards, for the card's splits), each ordered by row
+    // id, no duplicates.
+    let ids: Vec<(&str, &str)> = rows
         .iter()
-        .map(|r| r["metadata"]["row_id"].as_str().unwrap())
+        .map(|r| {
+            (
+                r["metadata"]["stage"].as_str().unwrap(),
+                r["metadata"]["row_id"].as_str().unwrap(),
+            )
+        })
         .collect();
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(ids, sorted, "rows ordered by id, each once");
+    assert_eq!(ids, sorted, "rows ordered by stage and id, each once");
+    for (s, (file, rows)) in shards.iter().zip(
+        shards
+            .iter()
+            .map(|s| (s["file"].as_str().unwrap(), s["rows"].as_u64().unwrap())),
+    ) {
+        assert!(
+            file.starts_with("shard-T1-") || file.starts_with("shard-T2-"),
+            "{s}"
+        );
+        assert!(rows > 0);
+    }
     for r in &rows {
         let m = &r["metadata"];
         assert!(["T1", "T2"].contains(&m["stage"].as_str().unwrap()));
@@ -163,7 +180,7 @@ fn demo_runs_replays_identically_audits_and_explains() {
     assert!(audit(true).contains("audit passed"));
 
     // explain: the provenance of a row, by a prefix of its id.
-    let id = ids[0];
+    let id = ids[0].1;
     let explained = ok(bin()
         .args(["explain", &id[..12], "--db"])
         .arg(&db)

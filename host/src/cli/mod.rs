@@ -48,6 +48,12 @@ enum Command {
     Audit(pipeline::AuditArgs),
     /// Print the provenance chain of a shard row.
     Explain(pipeline::ExplainArgs),
+    /// Write an output directory's report.html again from the corpus (`--timings`: with the
+    /// recorded teacher latency).
+    Report(pipeline::ReportArgs),
+    /// What in a corpus overlaps SWE-bench-style instances: functions their patches touch,
+    /// rollouts and imported trajectories made from them or quoting them.
+    Decontaminate(pipeline::DecontaminateArgs),
     /// Import trajectories made by other tools (SWE-agent .traj, OpenAI JSONL) into the corpus.
     Import(pipeline::ImportArgs),
     /// Score every stored pair with a verifier plugin (verdicts stored; reruns are lookups).
@@ -290,6 +296,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rollout(args) => rollout::run(*args),
         Command::Run(args) => pipeline::run(args),
         Command::Audit(args) => pipeline::audit(args),
+        Command::Report(args) => pipeline::report(args),
+        Command::Decontaminate(args) => pipeline::decontaminate(args),
         Command::Explain(args) => pipeline::explain(args),
         Command::Import(args) => pipeline::import(args),
         Command::Rescore(args) => dataset::rescore_cmd(args),

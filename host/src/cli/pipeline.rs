@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::pipeline::config::Pipeline;
@@ -47,6 +47,38 @@ pub struct AuditArgs {
     /// The corpus the shards were built from.
     #[arg(long)]
     db: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The manifest.json of the output directory.
+    manifest: PathBuf,
+    /// The corpus the shards were built from.
+    #[arg(long)]
+    db: PathBuf,
+    /// Add the teacher's recorded latency (a measurement of the run, so the page then differs
+    /// from the one the manifest lists; written to report-timings.html by default).
+    #[arg(long)]
+    timings: bool,
+    /// Where to write the page (default: beside the manifest).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DecontaminateArgs {
+    /// SWE-bench-style instance files (JSON, a JSON array, JSONL): instance_id, repo, patch,
+    /// problem_statement, optionally test_patch.
+    #[arg(long, required = true, num_args = 1..)]
+    against: Vec<PathBuf>,
+    #[arg(long)]
+    db: PathBuf,
+    /// Words per n-gram.
+    #[arg(long, default_value_t = 13)]
+    ngram: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +152,58 @@ pub fn audit(args: AuditArgs) -> Result<ExitCode> {
         println!("audit FAILED: {} problem(s)", report.problems.len());
         Ok(ExitCode::from(1))
     }
+}
+
+pub fn report(args: ReportArgs) -> Result<ExitCode> {
+    let dir = args.manifest.parent().unwrap_or(std::path::Path::new("."));
+    let out = args.out.unwrap_or_else(|| {
+        dir.join(if args.timings {
+            "report-timings.html"
+        } else {
+            crate::output::REPORT
+        })
+    });
+    let same = runtime()?.block_on(crate::pipeline::audit::report(
+        &args.manifest,
+        &args.db,
+        args.timings,
+        &out,
+    ))?;
+    println!("wrote {}", out.display());
+    match (same, args.timings) {
+        (Some(true), _) => println!("it is byte for byte the report the manifest lists"),
+        (Some(false), false) => {
+            println!(
+                "it differs from the report the manifest lists: run `sera-host audit` to see why"
+            );
+            return Ok(ExitCode::from(1));
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn decontaminate(args: DecontaminateArgs) -> Result<ExitCode> {
+    let mut instances = Vec::new();
+    for a in &args.against {
+        let bytes = std::fs::read(a).with_context(|| format!("{}: cannot read", a.display()))?;
+        instances.extend(crate::output::decontam::parse_instances(
+            &bytes,
+            &a.display().to_string(),
+        )?);
+    }
+    if args.ngram < 2 {
+        anyhow::bail!("--ngram: must be at least 2");
+    }
+    let index = crate::output::decontam::Index::build(instances, args.ngram);
+    let corpus = crate::corpus::Corpus::open_existing(&args.db)?;
+    let report = crate::output::scan::scan(&corpus, &index)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn explain(args: ExplainArgs) -> Result<ExitCode> {

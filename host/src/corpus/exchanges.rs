@@ -144,6 +144,19 @@ impl Corpus {
         Ok(())
     }
 
+    /// Every stored rollout's (id, snapshot, function, trajectory blob, patch blob), by id.
+    pub fn rollout_blobs(&self) -> Result<Vec<(String, String, String, String, String)>> {
+        let mut st = self.conn().prepare(
+            "SELECT id, snapshot, function, trajectory, patch FROM rollouts ORDER BY id",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     pub fn rollout(&self, id: &str) -> Result<Option<RolloutRow>> {
         Ok(self
             .conn()

@@ -18,6 +18,10 @@ use super::rescore::{rescore, RescoreReport, VerifierSpec};
 use super::select::{Facts, Selection};
 use super::sha256_hex;
 use crate::corpus::{Corpus, ImportEntry};
+use crate::output::decontam::{Action, DecontaminateSection, Hit, Index};
+use crate::output::dedup::DedupSection;
+use crate::output::facts::{assistant_text, row_text, RowFacts};
+use crate::output::DocInputs;
 use crate::pipeline::config::{
     abs, resolve_plugin, resolve_tokenizer, FilterSpec, TruncationSection,
 };
@@ -26,10 +30,6 @@ use crate::pipeline::run::{load_filters, load_truncator};
 use crate::pipeline::{tool_versions, Manifest, PluginRef, MANIFEST_FORMAT};
 use crate::plugin::{PluginEngine, TrajectoryFilter, Truncator};
 use crate::rollout::trajectory::{Message, Trajectory};
-use crate::output::decontam::{Action, DecontaminateSection, Hit, Index};
-use crate::output::dedup::DedupSection;
-use crate::output::facts::{assistant_text, row_text, RowFacts};
-use crate::output::DocInputs;
 use crate::teacher::canonical_json;
 use crate::tokenizer::{TokenCounter, TokenizerSource};
 
@@ -668,7 +668,15 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
     if let Some(v) = &spec.verify {
         settings.push((
             format!("verify: {}", crate::pipeline::plugin_name(&v.plugin)),
-            format!("{} against {}", v.config, if v.reference == ["p1"] { "P1 (the rows' own target patches)" } else { "reference instance files" }),
+            format!(
+                "{} against {}",
+                v.config,
+                if v.reference == ["p1"] {
+                    "P1 (the rows' own target patches)"
+                } else {
+                    "reference instance files"
+                }
+            ),
         ));
     }
     for f in &spec.filters {
@@ -759,14 +767,13 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
 /// `sera-host shards`: builds and writes the shards and the manifest into `out`.
 pub fn execute(db: &Path, out: &Path, spec: &ReshardSpec, threads: usize) -> Result<ReshardReport> {
     let mut built = build(db, spec, Verdicts::Reuse, threads)?;
-    let path =
-        crate::pipeline::write_output(
-            out,
-            &mut built.manifest,
-            &built.rows,
-            spec.rows_per_shard,
-            &built.docs,
-        )?;
+    let path = crate::pipeline::write_output(
+        out,
+        &mut built.manifest,
+        &built.rows,
+        spec.rows_per_shard,
+        &built.docs,
+    )?;
     let mut report = built.report;
     report.raw_bytes = built.manifest.shards.iter().map(|s| s.raw_bytes).sum();
     report.shards = built.manifest.shards.len();

@@ -124,7 +124,10 @@ pub fn parse_instances(bytes: &[u8], shown: &str) -> Result<Vec<Instance>> {
         for (i, x) in v.iter().enumerate() {
             out.push(instance(x, &format!("{shown}: instance #{i}"))?);
         }
-    } else if trimmed.starts_with('{') && serde_json::from_str::<Value>(text).is_ok() {
+    } else if !shown.ends_with(".jsonl")
+        && trimmed.starts_with('{')
+        && serde_json::from_str::<Value>(text).is_ok()
+    {
         out.push(instance(
             &serde_json::from_str(text)?,
             &format!("{shown}: the instance"),

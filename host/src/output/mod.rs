@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod facts;
 pub mod plots;
 pub mod report;
+pub mod scan;
 
 use std::collections::BTreeMap;
 use std::path::Path;

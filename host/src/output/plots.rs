@@ -6,14 +6,9 @@ use plotters::prelude::*;
 const SIZE: (u32, u32) = (560, 300);
 const BAR: RGBColor = RGBColor(0x3b, 0x6e, 0xa8);
 
-/// Text the SVG carries as is: no markup characters.
+/// plotters escapes text for SVG itself.
 fn plain(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '<' | '>' | '&' | '"' => '_',
-            c => c,
-        })
-        .collect()
+    s.to_string()
 }
 
 fn short(s: &str, n: usize) -> String {
@@ -28,7 +23,7 @@ fn short(s: &str, n: usize) -> String {
 pub fn bars(title: &str, x_desc: &str, labels: &[String], values: &[u64]) -> String {
     let mut svg = String::new();
     let n = labels.len().max(1);
-    let height = SIZE.1.max(60 + 22 * n as u32);
+    let height = (90 + 26 * n as u32).max(150);
     let max = values.iter().copied().max().unwrap_or(0).max(1);
     let longest = labels
         .iter()
@@ -53,15 +48,17 @@ pub fn bars(title: &str, x_desc: &str, labels: &[String], values: &[u64]) -> Str
             .disable_y_mesh()
             .x_desc(plain(x_desc))
             .y_labels(n)
+            // The first label on top.
             .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                    labels.get(*i as usize).cloned().unwrap_or_default()
-                }
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => labels
+                    .get((n as u32).wrapping_sub(1).wrapping_sub(*i) as usize)
+                    .cloned()
+                    .unwrap_or_default(),
                 SegmentValue::Last => String::new(),
             })
             .draw();
         let _ = chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
-            let i = i as u32;
+            let i = (n - 1 - i) as u32;
             let mut r = Rectangle::new(
                 [(0, SegmentValue::Exact(i)), (v, SegmentValue::Exact(i + 1))],
                 BAR.filled(),
@@ -84,6 +81,7 @@ pub enum Bins {
 
 /// A histogram of `values` (which are counted, not measured: the bins are exact).
 pub fn histogram(title: &str, x_desc: &str, values: &[f64], bins: Bins) -> String {
+    let whole = matches!(bins, Bins::Counts);
     let (lo, hi, n) = match bins {
         Bins::Fixed { lo, hi, n } => (lo, hi, n.max(1)),
         Bins::Counts => {
@@ -122,6 +120,7 @@ pub fn histogram(title: &str, x_desc: &str, values: &[f64], bins: Bins) -> Strin
             .disable_x_mesh()
             .x_desc(plain(x_desc))
             .y_desc("rows")
+            .x_labels(if whole { (n + 1).min(11) } else { 12 })
             .x_label_formatter(&|v| {
                 if (v.round() - v).abs() < 1e-9 {
                     format!("{}", v.round() as i64)

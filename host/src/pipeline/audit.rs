@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 
+use super::rows::ChosenRows;
 use super::run::{sha256_hex, Mode};
 use super::shards::{compress, merkle_root_hex, ShardInfo};
 use super::{build, read_manifest, Manifest};
@@ -62,6 +63,60 @@ fn first_difference(corpus: &Corpus, want: &[u8], got: &[u8]) -> String {
     format!("first differing row: #{i} (row id {id}){chain}")
 }
 
+/// The rows, manifest, rows per shard and document inputs a manifest's config gives from the
+/// corpus now (recorded exchanges only, nothing stored).
+async fn rebuild(
+    m: &Manifest,
+    db: &Path,
+    corpus: Arc<Mutex<Corpus>>,
+) -> Result<(ChosenRows, Manifest, usize, crate::output::DocInputs)> {
+    match (&m.pipeline, &m.reshard) {
+        (Some(p), _) => build(p.clone(), corpus, m.snapshots.clone(), Mode::Rebuild, false)
+            .await
+            .map(|b| (b.rows, b.manifest, p.rows_per_shard, b.docs)),
+        (_, Some(r)) => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            crate::dataset::reshard::build(db, &r.spec, Verdicts::Recompute, threads)
+                .map(|b| (b.rows, b.manifest, r.spec.rows_per_shard, b.docs))
+        }
+        (None, None) => anyhow::bail!("the manifest has neither a pipeline nor a reshard spec"),
+    }
+}
+
+/// `sera-host report`: the report of a manifest's rows, rebuilt from the corpus, written to
+/// `out`; with `timings`, with the recorded teacher latency too (a page that then differs from
+/// the one the manifest lists). Returns whether the page equals the manifest's.
+pub async fn report(
+    manifest_path: &Path,
+    db: &Path,
+    timings: bool,
+    out: &Path,
+) -> Result<Option<bool>> {
+    let m: Manifest = read_manifest(manifest_path)?;
+    let corpus = Arc::new(Mutex::new(Corpus::open_existing(db)?));
+    let (_, _, _, docs) = rebuild(&m, db, corpus).await.with_context(|| {
+        format!(
+            "{}: rebuilding its rows from {}",
+            manifest_path.display(),
+            db.display()
+        )
+    })?;
+    let latency: Vec<f64> = docs
+        .facts
+        .iter()
+        .map(|f| f.teacher.latency_ms as f64 / 1000.0)
+        .collect();
+    let page =
+        crate::output::report::render(&docs, &m.merkle_root, timings.then_some(latency.as_slice()));
+    std::fs::write(out, &page).with_context(|| format!("{}: cannot write", out.display()))?;
+    let listed = m
+        .documents
+        .iter()
+        .find(|d| d.file == crate::output::REPORT)
+        .map(|d| d.sha256 == sha256_hex(page.as_bytes()));
+    Ok(listed)
+}
+
 /// Audits the shards of `manifest_path` against a rebuild from `db`.
 pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
     let m: Manifest = read_manifest(manifest_path)?;
@@ -99,23 +154,7 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
         ));
     }
     let corpus = Arc::new(Mutex::new(corpus));
-    let rebuilt = match (&m.pipeline, &m.reshard) {
-        (Some(p), _) => build(
-            p.clone(),
-            corpus.clone(),
-            m.snapshots.clone(),
-            Mode::Rebuild,
-            false,
-        )
-        .await
-        .map(|b| (b.rows, b.manifest, p.rows_per_shard, b.docs)),
-        (_, Some(r)) => {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            crate::dataset::reshard::build(db, &r.spec, Verdicts::Recompute, threads)
-                .map(|b| (b.rows, b.manifest, r.spec.rows_per_shard, b.docs))
-        }
-        (None, None) => unreachable!("checked above"),
-    };
+    let rebuilt = rebuild(&m, db, corpus.clone()).await;
     let (rows, rebuilt_manifest, per, docs) = match rebuilt {
         Ok(b) => b,
         Err(e) => {
@@ -249,7 +288,9 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
     let documents = crate::output::render_documents(&docs, &rebuilt_root);
     for want in &m.documents {
         let Some((_, bytes)) = documents.iter().find(|(name, _)| *name == want.file) else {
-            report.problems.push(format!("{}: the rebuild makes no such document", want.file));
+            report
+                .problems
+                .push(format!("{}: the rebuild makes no such document", want.file));
             continue;
         };
         let got = sha256_hex(bytes);

@@ -294,7 +294,10 @@ fn pipeline_settings(cfg: &Resolved) -> Vec<(String, String)> {
         format!("threshold {} {}", cfg.verify.threshold, cfg.verify.config),
     )];
     for f in &cfg.filters {
-        v.push((format!("filter: {}", plugin_name(&f.plugin)), f.config.to_string()));
+        v.push((
+            format!("filter: {}", plugin_name(&f.plugin)),
+            f.config.to_string(),
+        ));
     }
     v.push((
         format!("truncation: {}", plugin_name(&cfg.truncation.plugin)),
@@ -566,9 +569,15 @@ pub async fn build_scoped(
     };
     let mut funnel = vec![
         ("items selected".to_string(), summary.items as u64),
-        ("rollout 1 submitted".into(), summary.rollout1_submitted as u64),
+        (
+            "rollout 1 submitted".into(),
+            summary.rollout1_submitted as u64,
+        ),
         ("PR texts".into(), summary.prs as u64),
-        ("rollout 2 submitted".into(), summary.rollout2_submitted as u64),
+        (
+            "rollout 2 submitted".into(),
+            summary.rollout2_submitted as u64,
+        ),
         ("scored".into(), summary.scored as u64),
         (
             format!("verified (r >= {})", cfg.verify.threshold),

@@ -150,22 +150,24 @@ impl Stages {
             hits.dedup_by(|a, b| a.instance == b.instance);
         }
         let flagged = match &self.cfg.decontaminate {
-            Some(d) if d.action == Action::Flag => hits.iter().map(|h| h.instance.clone()).collect(),
+            Some(d) if d.action == Action::Flag => {
+                hits.iter().map(|h| h.instance.clone()).collect()
+            }
             _ => Vec::new(),
         };
         let signatures = match &self.cfg.dedup {
-            Some(d) => d
-                .on
-                .iter()
-                .map(|kind| {
-                    let text = if kind == "patch" {
-                        t.patch.clone()
-                    } else {
-                        assistant_text(messages)
-                    };
-                    crate::output::dedup::signature(&text, d.shingle, d.permutations)
-                })
-                .collect(),
+            Some(d) => {
+                d.on.iter()
+                    .map(|kind| {
+                        let text = if kind == "patch" {
+                            t.patch.clone()
+                        } else {
+                            assistant_text(messages)
+                        };
+                        crate::output::dedup::signature(&text, d.shingle, d.permutations)
+                    })
+                    .collect()
+            }
             None => Vec::new(),
         };
         let row = Row {
