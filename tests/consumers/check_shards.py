@@ -7,7 +7,10 @@
    rendered with jinja2 set up as `transformers`' `apply_chat_template` sets it up, with the
    row's `tools`: every tool call and tool response of the row appears in the rendered text.
 
-usage: check_shards.py SHARD_DIR RENDER TOKENIZER_CONFIG
+0. `load_dataset(SHARD_DIR)` with no other argument: the splits the dataset card declares,
+   every row, each T1/T2 split holding only its stage's rows.
+
+usage: check_shards.py SHARD_DIR RENDER|pipeline TOKENIZER_CONFIG
 """
 
 import json
@@ -23,6 +26,21 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 out, render, config = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 manifest = json.loads((out / "manifest.json").read_text())
 files = [str(out / s["file"]) for s in manifest["shards"]]
+# `pipeline`: a `sera-host run` output (OpenAI rendering, metadata without `render`).
+pipeline = render == "pipeline"
+if pipeline:
+    render = "openai"
+
+# 0. The directory alone: its dataset card (README.md) declares the configs and splits.
+by_card = load_dataset(str(out))
+card = (out / "README.md").read_text()
+declared = re.findall(r"^  - split: (\S+)$", card, re.M)
+assert sorted(by_card.keys()) == sorted(declared), (list(by_card.keys()), declared)
+assert sum(len(by_card[k]) for k in by_card) == manifest["rows"], (by_card, manifest["rows"])
+for split in by_card:
+    if split in ("T1", "T2"):
+        assert all(r["stage"] == split for r in by_card[split]["metadata"]), split
+print(f"{out.name}: load_dataset(DIR) gives splits {dict((k, len(v)) for k, v in by_card.items())} as the card declares")
 
 ds = load_dataset("json", data_files=files, split="train")
 assert len(ds) == manifest["rows"], (len(ds), manifest["rows"])
@@ -31,7 +49,8 @@ assert sorted(ds.column_names) == ["messages", "metadata", "tools"], ds.column_n
 # metadata a struct with the row id and rendering as strings.
 assert "messages" in ds.features and "tools" in ds.features, ds.features
 assert ds.features["metadata"]["row_id"].dtype == "string", ds.features
-assert ds.features["metadata"]["render"].dtype == "string", ds.features
+if not pipeline:
+    assert ds.features["metadata"]["render"].dtype == "string", ds.features
 
 raw = []
 for f in files:
@@ -67,13 +86,14 @@ def strip_none(v):
 calls = responses = 0
 for i, (row, want) in enumerate(zip(ds, raw)):
     assert row["metadata"]["row_id"] == want["metadata"]["row_id"]
-    assert row["metadata"]["render"] == render, row["metadata"]
+    if not pipeline:
+        assert row["metadata"]["render"] == render, row["metadata"]
     assert [m["content"] for m in row["messages"]] == [m["content"] for m in want["messages"]]
     assert [m["role"] for m in row["messages"]] == [m["role"] for m in want["messages"]]
     messages = strip_none(row["messages"])
     tools = strip_none(row["tools"])
     text = template.render(messages=messages, tools=tools, add_generation_prompt=False)
-    where = f"{out.name} row {i} ({want['metadata']['source']})"
+    where = f"{out.name} row {i} ({want['metadata'].get('source', want['metadata'].get('function'))})"
     for m in want["messages"]:
         if render == "openai":
             for c in m.get("tool_calls") or []:

@@ -26,3 +26,9 @@ for render in openai hermes xml; do
     --verifier builtin:line-recall --reference p1 >/dev/null
   "$venv/bin/python" tests/consumers/check_shards.py "$work/$render" "$render" "$tokenizer_config"
 done
+# The demo pipeline's output directory (T1 and T2 splits in its dataset card), loaded by
+# `load_dataset(DIR)` alone.
+sed -e "s#^db = .*#db = \"$work/demo.sqlite\"#" -e "s#^dir = .*#dir = \"$work/demo\"#" \
+  -e "s#\"\.\./\.\./\.\./shared#\"$PWD/../shared#g" corpora/demo/pipeline.toml > "$work/demo.toml"
+"$bin" run "$work/demo.toml" --no-progress >/dev/null
+"$venv/bin/python" tests/consumers/check_shards.py "$work/demo" pipeline "$tokenizer_config"
