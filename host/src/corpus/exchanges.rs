@@ -144,15 +144,13 @@ impl Corpus {
         Ok(())
     }
 
-    /// Every stored rollout's (id, snapshot, function, trajectory blob, patch blob), by id.
-    pub fn rollout_blobs(&self) -> Result<Vec<(String, String, String, String, String)>> {
-        let mut st = self.conn().prepare(
-            "SELECT id, snapshot, function, trajectory, patch FROM rollouts ORDER BY id",
-        )?;
+    /// Every stored rollout's (id, trajectory blob, patch blob), by id.
+    pub fn rollout_blobs(&self) -> Result<Vec<[String; 3]>> {
+        let mut st = self
+            .conn()
+            .prepare("SELECT id, trajectory, patch FROM rollouts ORDER BY id")?;
         let rows = st
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
+            .query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }

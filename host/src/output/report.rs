@@ -16,9 +16,9 @@ fn esc(s: &str) -> String {
 }
 
 fn figure(s: &mut String, svg: &str, caption: &str) {
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<figure>{svg}<figcaption>{}</figcaption></figure>\n",
+        "<figure>{svg}<figcaption>{}</figcaption></figure>",
         esc(caption)
     );
 }

@@ -60,7 +60,7 @@ pub fn scan(corpus: &Corpus, index: &Index) -> Result<ScanReport> {
             }
         }
     }
-    for (id, _snapshot, _function, trajectory, patch) in corpus.rollout_blobs()? {
+    for [id, trajectory, patch] in corpus.rollout_blobs()? {
         report.rollouts_checked += 1;
         let t: Trajectory = match serde_json::from_slice(&corpus.blob(&trajectory)?) {
             Ok(t) => t,

@@ -81,6 +81,9 @@ pub fn select(
     Ok(select_clean(corpus, snapshots, cfg, None)?.0)
 }
 
+/// Per instance, the functions decontamination left out of the selection (`repo path::qualname`).
+pub type SkippedFunctions = BTreeMap<String, Vec<String>>;
+
 /// [`select`], leaving out the functions a `decontam` instance's patches touch: the items, and
 /// per instance the functions left out (`repo path::qualname`).
 pub fn select_clean(
@@ -88,7 +91,7 @@ pub fn select_clean(
     snapshots: &[(String, String)],
     cfg: &Resolved,
     decontam: Option<&crate::output::decontam::Index>,
-) -> Result<(Vec<Item>, BTreeMap<String, Vec<String>>)> {
+) -> Result<(Vec<Item>, SkippedFunctions)> {
     let s = &cfg.select;
     let mut items = Vec::new();
     let mut skipped: BTreeMap<String, Vec<String>> = BTreeMap::new();
