@@ -424,6 +424,8 @@ fn near_duplicates_keep_the_best_row_of_each_cluster_and_only_that() {
                 "min_lines = 5\nprompts_per_function = 3",
                 1,
             )
+            // The demo's own `[dedup]` stays out of the plain pipeline.
+            .replacen("[dedup]\nthreshold = 0.8\n", "", 1)
     };
     let plain = pipeline(dir.path(), "plain.toml", "plain", &|t| three(t));
     run(&plain, &[]);
@@ -490,7 +492,7 @@ fn near_duplicates_keep_the_best_row_of_each_cluster_and_only_that() {
     assert!(audit(&out, &dir.path().join("demo.sqlite")).contains("audit passed"));
     // A bad threshold names the key.
     let bad = pipeline(dir.path(), "bad.toml", "bad", &|t| {
-        format!("{t}\n[dedup]\nthreshold = 1.5\n")
+        format!("{}\n[dedup]\nthreshold = 1.5\n", three(t))
     });
     let e = common::sera_host().arg("run").arg(&bad).output().unwrap();
     assert!(String::from_utf8_lossy(&e.stderr).contains("`dedup.threshold`"));
