@@ -183,6 +183,18 @@ impl RolloutExec {
             Ok(o) => o,
             Err(e) => return Ok(Err(format!("the command could not be run: {e:#}"))),
         };
+        // A command ended by SIGTERM, SIGINT, SIGHUP or SIGKILL that was not our timeout may
+        // have been stopped with this whole process (scancel, Ctrl-C, a node going down):
+        // that is no result of the command. The signal reaches this process within moments
+        // (and ends it, recording nothing); only a command that killed itself or met its own
+        // limits gets past the wait and is recorded.
+        if !out.timed_out
+            && out.signal.is_some_and(|s| {
+                [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGKILL].contains(&s)
+            })
+        {
+            std::thread::sleep(Duration::from_millis(500));
+        }
         // Everything the command started is gone (its pid namespace died with it), so the
         // files read now are the ones the scan saw.
         let mut files = Vec::new();

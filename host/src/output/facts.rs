@@ -69,7 +69,8 @@ impl RowFacts {
                 f.turns += 1;
             }
         }
-        for s in &trajectory.steps {
+        // The steps behind the emitted turns only: what was truncated away is not the row's.
+        for s in trajectory.steps.iter().take(f.turns) {
             f.teacher.exchanges += 1;
             f.teacher.prompt_tokens += s.usage.prompt_tokens;
             f.teacher.completion_tokens += s.usage.completion_tokens;

@@ -141,7 +141,10 @@ impl Stages {
         facts.function = Some(super::run::function_ref(&res.item.function));
         facts.r = res.r;
         facts.truncation_ratio = decision.ratio.unwrap_or(0.0);
-        facts.exec = self.exec_statuses(&t.trajectory);
+        facts.exec = self.exec_statuses(
+            &t.trajectory,
+            facts.tool_calls.get("bash").copied().unwrap_or(0) as usize,
+        );
         let mut hits = Vec::new();
         if let Some(idx) = &self.decontam {
             hits.extend(idx.function_hits(&res.item.repo, facts.function.as_ref().expect("set")));
@@ -202,8 +205,13 @@ impl Stages {
         })
     }
 
-    /// A rollout's commands by how they ended, from their records.
-    fn exec_statuses(&self, t: &Trajectory) -> std::collections::BTreeMap<String, u64> {
+    /// How the first `calls` commands of a rollout (those of the emitted turns) ended, from
+    /// their records.
+    fn exec_statuses(
+        &self,
+        t: &Trajectory,
+        calls: usize,
+    ) -> std::collections::BTreeMap<String, u64> {
         let mut out = std::collections::BTreeMap::new();
         let Some(keys) = t
             .environment
@@ -214,7 +222,7 @@ impl Stages {
             return out;
         };
         let corpus = self.corpus.lock().expect("corpus lock");
-        for k in keys.iter().filter_map(|k| k.as_str()) {
+        for k in keys.iter().filter_map(|k| k.as_str()).take(calls) {
             let status = match corpus.exec(k) {
                 Ok(Some(r)) if r.timed_out => "timeout".to_string(),
                 Ok(Some(r)) => match (r.exit_code, r.signal) {
