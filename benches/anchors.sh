@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# sera-host against what a user would run instead, on the same inputs, in one invocation
+# (ratios hold on a noisy machine; absolute figures do not):
+#  (a) `import --format swe-agent` vs SWE-smith's transform in Python (json-load each .traj,
+#      take its history, write one chat JSONL row per trajectory), on >= 200 MB of .traj;
+#      `import --format sera` vs a Python loop that loads each SERA row and its `messages`
+#      string, on >= 100 MB of rows;
+#  (b) `rescore` of 200,000 stored pairs (builtin:line-recall, every core, new verdicts) vs
+#      ../shared/anchors/sera_recall.py over the same pairs read from JSONL.
+# Inputs are made from the real SWE-agent fixtures and real stdlib lines
+# (benches/anchors/make_inputs.py). Targets (issue 18): .traj 2x, SERA rows 1.5x, rescore 10x.
+#
+# usage: benches/anchors.sh [--small]   (--small: a few MB, as CI's smoke test; no targets)
+# SERA_BENCH_TMP: where inputs and corpora go (default $TMPDIR or /tmp; ~2 GB at full size).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+small=0
+[ "${1:-}" = "--small" ] && small=1
+if [ "$small" = 1 ]; then traj_mb=4; sera_mb=3; pairs=2000; else traj_mb=200; sera_mb=100; pairs=200000; fi
+cargo build --release -q -p sera-host
+bin="$PWD/target/release/sera-host"
+export SERA_HOST_CACHE_DIR="${SERA_HOST_CACHE_DIR:-${TMPDIR:-/tmp}/sera-host-test-cache/plugins}"
+work=$(mktemp -d "${SERA_BENCH_TMP:-${TMPDIR:-/tmp}}/sera-anchors-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+python3 benches/anchors/make_inputs.py ../shared/fixtures/trajectories/swe-agent "$work/in" "$traj_mb" "$sera_mb" "$pairs"
+# Both sides read the inputs from the page cache.
+find "$work/in" -type f -exec cat {} + >/dev/null
+
+now() { date +%s.%N; }
+secs() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+report() { # name, unit, ours-per-second, anchor-per-second, target
+  python3 -c "
+import sys
+name, unit, ours, anchor, target = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+ratio = ours / anchor
+print(f'{name:<28} sera-host {ours:>10,.0f} {unit:<8} anchor {anchor:>10,.0f} {unit:<8} ratio {ratio:5.2f}x (target {target}x)')
+" "$@"
+}
+
+echo "--- (a) import"
+anchor=$(python3 benches/anchors/transform.py traj "$work/in/traj" "$work/traj-anchor.jsonl")
+t0=$(now); "$bin" import --format swe-agent --db "$work/traj.sqlite" "$work/in/traj" >/dev/null; t1=$(now)
+traj_bytes=$(field "$anchor" bytes)
+ours_traj=$(python3 -c "print($traj_bytes / 1e6 / ($t1 - $t0))")
+anchor_traj=$(python3 -c "print($traj_bytes / 1e6 / $(field "$anchor" seconds))")
+
+anchor=$(python3 benches/anchors/transform.py sera "$work/in/sera.jsonl" "$work/sera-anchor.jsonl")
+t0=$(now); "$bin" import --format sera --db "$work/sera.sqlite" "$work/in/sera.jsonl" >/dev/null; t1=$(now)
+sera_bytes=$(field "$anchor" bytes)
+ours_sera=$(python3 -c "print($sera_bytes / 1e6 / ($t1 - $t0))")
+anchor_sera=$(python3 -c "print($sera_bytes / 1e6 / $(field "$anchor" seconds))")
+
+echo "--- (b) rescore"
+"$bin" import --format sera --db "$work/pairs.sqlite" "$work/in/pairs.jsonl" >/dev/null
+t0=$(now); "$bin" rescore --db "$work/pairs.sqlite" --reference p1 >"$work/rescore.txt"; t1=$(now)
+anchor=$(SERA_ANCHORS="$PWD/../shared/anchors" python3 benches/anchors/transform.py rescore "$work/in/pairs-anchor.jsonl")
+ours_rescore=$(python3 -c "print($pairs / ($t1 - $t0))")
+anchor_rescore=$(python3 -c "print($(field "$anchor" pairs) / $(field "$anchor" seconds))")
+grep -q "$pairs pairs" "$work/rescore.txt" || { cat "$work/rescore.txt"; echo "rescore did not score $pairs pairs" >&2; exit 1; }
+
+echo "--- $(nproc) cores, $(( traj_bytes / 1000000 )) MB of .traj, $(( sera_bytes / 1000000 )) MB of SERA rows, $pairs pairs"
+report "import --format swe-agent" "MB/s" "$ours_traj" "$anchor_traj" 2
+report "import --format sera" "MB/s" "$ours_sera" "$anchor_sera" 1.5
+report "rescore" "pairs/s" "$ours_rescore" "$anchor_rescore" 10
