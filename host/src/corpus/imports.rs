@@ -5,7 +5,7 @@ use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 use super::ingest::now_utc;
-use super::Corpus;
+use super::{Corpus, PreparedBlob};
 use crate::import::Imported;
 
 /// The items of one source file on their way into the corpus (see `Corpus::import_writer`).
@@ -17,25 +17,74 @@ pub struct ImportWriter<'c> {
     old: usize,
 }
 
+/// An imported item with its blobs hashed and compressed: what the writer stores. Made on any
+/// thread, so that parsing, serialising, hashing and compressing run on every core while one
+/// connection writes.
+pub struct PreparedImport {
+    pub format: &'static str,
+    pub source: String,
+    pub locator: String,
+    pub instance_id: Option<String>,
+    pub trajectory: PreparedBlob,
+    pub patch: Option<PreparedBlob>,
+    pub target_patch: Option<PreparedBlob>,
+    pub meta: String,
+}
+
+impl PreparedImport {
+    pub fn new(it: &Imported, compressor: &mut zstd::bulk::Compressor<'static>) -> Result<Self> {
+        let blob = |raw: &[u8], c: &mut zstd::bulk::Compressor<'static>| PreparedBlob::new(raw, c);
+        Ok(PreparedImport {
+            format: it.format,
+            source: it.source.clone(),
+            locator: it.locator.clone(),
+            instance_id: it.instance_id.clone(),
+            trajectory: blob(&serde_json::to_vec(&it.trajectory)?, compressor)?,
+            patch: it
+                .patch
+                .as_ref()
+                .map(|p| blob(p.as_bytes(), compressor))
+                .transpose()?,
+            target_patch: match it
+                .meta
+                .get("target_patch")
+                .and_then(serde_json::Value::as_str)
+            {
+                Some(tp) if !tp.trim().is_empty() => Some(blob(tp.as_bytes(), compressor)?),
+                _ => None,
+            },
+            meta: it.meta.to_string(),
+        })
+    }
+}
+
 impl ImportWriter<'_> {
     pub fn push(&mut self, it: &Imported) -> Result<()> {
+        let mut c = PreparedBlob::compressor()?;
+        self.push_prepared(&PreparedImport::new(it, &mut c)?)
+    }
+
+    pub fn push_prepared(&mut self, it: &PreparedImport) -> Result<()> {
         let c = self.corpus;
         let id = hex::encode(Sha256::digest(format!(
             "{}\0{}",
             self.source_sha256, it.locator
         )));
-        let (t, _) = c.put_blob(&serde_json::to_vec(&it.trajectory)?)?;
+        c.put_prepared_blob(&it.trajectory)?;
+        let t = &it.trajectory.id;
         let p = match &it.patch {
-            Some(p) => Some(c.put_blob(p.as_bytes())?.0),
+            Some(p) => {
+                c.put_prepared_blob(p)?;
+                Some(&p.id)
+            }
             None => None,
         };
-        let target = match it
-            .meta
-            .get("target_patch")
-            .and_then(serde_json::Value::as_str)
-        {
-            Some(tp) if !tp.trim().is_empty() => Some(c.put_blob(tp.as_bytes())?.0),
-            _ => None,
+        let target = match &it.target_patch {
+            Some(tp) => {
+                c.put_prepared_blob(tp)?;
+                Some(&tp.id)
+            }
+            None => None,
         };
         let n = c
             .conn()
@@ -43,7 +92,7 @@ impl ImportWriter<'_> {
                 "INSERT OR IGNORE INTO imports (id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at, target_patch)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
-            .execute(params![id, it.format, it.source, self.source_sha256, it.locator, it.instance_id, t, p, it.meta.to_string(), now_utc(), target])?;
+            .execute(params![id, it.format, it.source, self.source_sha256, it.locator, it.instance_id, t, p, it.meta, now_utc(), target])?;
         if n == 1 {
             self.new += 1;
         } else {

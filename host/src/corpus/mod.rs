@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 pub use exchanges::{Exchange, RolloutRow};
 pub use execs::{EnvRow, ExecRecord};
 pub use functions::{index_python, PyFunction};
-pub use imports::{ImportEntry, ImportRow, ImportWriter};
+pub use imports::{ImportEntry, ImportRow, ImportWriter, PreparedImport};
 pub use ingest::{ingest, IngestOptions, IngestReport, Skipped, Source};
 pub use merge::{merge, MergeReport};
 pub use progress::{now_ms, ItemProgress, ItemStage};
@@ -70,6 +70,30 @@ pub struct Stats {
 }
 
 /// A function of a snapshot: the blob's index row with the path it has in that snapshot.
+/// A blob's id and compressed bytes, computed on any thread (no connection needed), stored
+/// later by the writer with [`Corpus::put_prepared_blob`].
+#[derive(Clone, Debug)]
+pub struct PreparedBlob {
+    pub id: String,
+    pub raw_size: usize,
+    pub data: Vec<u8>,
+}
+
+impl PreparedBlob {
+    pub fn new(raw: &[u8], compressor: &mut zstd::bulk::Compressor<'static>) -> Result<Self> {
+        Ok(PreparedBlob {
+            id: sha256_hex(raw),
+            raw_size: raw.len(),
+            data: compressor.compress(raw).context("zstd compression")?,
+        })
+    }
+
+    /// A compressor at the corpus's level, for [`PreparedBlob::new`].
+    pub fn compressor() -> Result<zstd::bulk::Compressor<'static>> {
+        zstd::bulk::Compressor::new(ZSTD_LEVEL).context("zstd compressor")
+    }
+}
+
 /// Lower-case hex sha256 of `bytes`: how the corpus names content.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -179,6 +203,15 @@ impl Corpus {
             .prepare_cached("INSERT INTO blobs (id, raw_size, data) VALUES (?1, ?2, ?3)")?;
         st.execute(params![id, raw.len() as i64, data])?;
         Ok((id, Some(data.len() as u64)))
+    }
+
+    /// Stores a blob hashed and compressed elsewhere (see [`PreparedBlob`]) unless it is there
+    /// already. Returns whether it was new.
+    pub fn put_prepared_blob(&self, b: &PreparedBlob) -> Result<bool> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO blobs (id, raw_size, data) VALUES (?1, ?2, ?3)",
+        )?;
+        Ok(st.execute(params![b.id, b.raw_size as i64, b.data])? == 1)
     }
 
     /// Indexes the Python functions of a blob unless it was indexed before (in any snapshot).

@@ -59,8 +59,8 @@ fn arguments(v: &Value) -> String {
 }
 
 /// Tool specs from a `replay_config` (a JSON string or object), where it lists them.
-fn tool_specs(doc: &Value) -> Vec<Value> {
-    let rc = match doc.get("replay_config") {
+fn tool_specs(replay_config: Option<&Value>) -> Vec<Value> {
+    let rc = match replay_config {
         Some(Value::String(s)) => serde_json::from_str::<Value>(s).unwrap_or(Value::Null),
         Some(v) => v.clone(),
         None => return Vec::new(),
@@ -86,12 +86,30 @@ fn tool_specs(doc: &Value) -> Vec<Value> {
     Vec::new()
 }
 
+/// The parts of a `.traj` file an import reads. Everything else (the per-step `trajectory`,
+/// which repeats the history, the environment, the model statistics) is skipped while
+/// parsing, never built.
+#[derive(serde::Deserialize)]
+struct Doc {
+    history: Option<Value>,
+    #[serde(default)]
+    info: Option<Value>,
+    #[serde(default)]
+    replay_config: Option<Value>,
+}
+
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
     let shown = path.display().to_string();
-    let doc: Value = serde_json::from_slice(bytes)
-        .map_err(|e| anyhow!("{shown}:{}:{}: not valid JSON: {e}", e.line(), e.column()))?;
+    let doc: Doc = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            anyhow!("{shown}: expected a `history` list (a SWE-agent .traj file): {e}")
+        } else {
+            anyhow!("{shown}:{}:{}: not valid JSON: {e}", e.line(), e.column())
+        }
+    })?;
     let history = doc
-        .get("history")
+        .history
+        .as_ref()
         .and_then(Value::as_array)
         .ok_or_else(|| anyhow!("{shown}: expected a `history` list (a SWE-agent .traj file)"))?;
     let messages = history_messages(history, &shown)?;
@@ -105,7 +123,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
             .and_then(Value::as_str)
             .map(String::from)
     } else {
-        doc.pointer("/info/submission")
+        doc.info
+            .as_ref()
+            .and_then(|i| i.get("submission"))
             .and_then(Value::as_str)
             .map(String::from)
     };
@@ -119,7 +139,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
         instance_id: instance,
         trajectory: Trajectory {
             tools: {
-                let specs = tool_specs(&doc);
+                let specs = tool_specs(doc.replay_config.as_ref());
                 if specs.is_empty() {
                     super::implicit_tools(&messages)
                 } else {
