@@ -526,7 +526,7 @@ fn read_and_check(
     let (Some(&first), Some(&last)) = (rowids.first(), rowids.last()) else {
         return Ok(true);
     };
-    let c = rusqlite::Connection::open_with_flags(
+    let c = super::connection::SerialConnection::open_with_flags(
         src,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )

@@ -6,6 +6,7 @@
 //! ingest commits its blobs in batches and its snapshot in one final transaction, so a crash
 //! leaves at most unreferenced blobs, which `verify` accepts and a rerun reuses.
 
+pub mod connection;
 mod exchanges;
 mod execs;
 mod functions;
@@ -40,7 +41,7 @@ pub use verdicts::StoredVerdict;
 const ZSTD_LEVEL: i32 = 3;
 
 pub struct Corpus {
-    conn: Connection,
+    conn: connection::SerialConnection,
     path: PathBuf,
     /// One zstd context for every blob: creating one per file cost 2% of an ingest.
     compressor: RefCell<Option<zstd::bulk::Compressor<'static>>>,
@@ -142,8 +143,8 @@ impl Corpus {
     /// database's page size when it is created; an existing file keeps its own).
     pub fn open_with_page_size(path: &Path, page_size: Option<u32>) -> Result<Self> {
         let shown = path.display().to_string();
-        let mut conn =
-            Connection::open(path).with_context(|| format!("{shown}: cannot open the corpus"))?;
+        let mut conn = connection::SerialConnection::open(path)
+            .with_context(|| format!("{shown}: cannot open the corpus"))?;
         if let Some(size) = page_size {
             conn.pragma_update(None, "page_size", size)?;
         }
