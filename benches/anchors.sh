@@ -11,14 +11,19 @@
 # (benches/anchors/make_inputs.py). Targets (issue 18): .traj 2x, SERA rows 1.5x, rescore 10x.
 #
 # usage: benches/anchors.sh [--small]   (--small: a few MB, as CI's smoke test; no targets)
+# SERA_HOST_BIN: the binary to time (default: a release build made here).
 # SERA_BENCH_TMP: where inputs and corpora go (default $TMPDIR or /tmp; ~2 GB at full size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 small=0
 [ "${1:-}" = "--small" ] && small=1
 if [ "$small" = 1 ]; then traj_mb=4; sera_mb=3; pairs=2000; else traj_mb=200; sera_mb=100; pairs=200000; fi
-cargo build --release -q -p sera-host
-bin="$PWD/target/release/sera-host"
+if [ -n "${SERA_HOST_BIN:-}" ]; then
+  bin=$(cd "$(dirname "$SERA_HOST_BIN")" && pwd)/$(basename "$SERA_HOST_BIN")
+else
+  cargo build --release -q -p sera-host
+  bin="$PWD/target/release/sera-host"
+fi
 export SERA_HOST_CACHE_DIR="${SERA_HOST_CACHE_DIR:-${TMPDIR:-/tmp}/sera-host-test-cache/plugins}"
 work=$(mktemp -d "${SERA_BENCH_TMP:-${TMPDIR:-/tmp}}/sera-anchors-XXXXXX")
 trap 'rm -rf "$work"' EXIT
