@@ -74,6 +74,17 @@ pub struct RescoreReport {
     pub histogram: [usize; 11],
     pub no_score: usize,
     pub mean: Option<f64>,
+    /// Where the time of the pairs scored now went (measurements, not part of any output):
+    /// wall seconds of the scoring, and thread-seconds reading pairs and in the plugin.
+    pub timing: Timing,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Timing {
+    pub threads: usize,
+    pub seconds: f64,
+    pub read_seconds: f64,
+    pub plugin_seconds: f64,
 }
 
 /// The verdict of every pair of `entries`. With `reuse`, stored verdicts are looked up and new
@@ -102,7 +113,9 @@ pub fn rescore(
             todo.push(p);
         }
     }
-    let fresh = score(corpus.path(), verifier, &todo, threads)?;
+    let started = std::time::Instant::now();
+    let (fresh, mut timing) = score(corpus.path(), verifier, &todo, threads)?;
+    timing.seconds = started.elapsed().as_secs_f64();
     if reuse {
         corpus.put_verdicts(verifier.sha256(), &verifier.config_sha256, &fresh)?;
     }
@@ -120,6 +133,7 @@ pub fn rescore(
         scored,
         looked_up,
         unpaired,
+        timing,
         ..RescoreReport::default()
     };
     let mut by_import = BTreeMap::new();
@@ -142,23 +156,38 @@ pub fn rescore(
     Ok((report, by_import))
 }
 
-/// Both patches of a pair, read from the corpus.
-fn read_pair(corpus: &Corpus, p: &Pair) -> Result<PatchPair> {
-    let text = corpus.blob(&p.candidate)?;
-    let candidate = String::from_utf8(text)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    let reference = match &p.reference {
-        ReferenceText::Text(t) => t.to_string(),
-        ReferenceText::Blob(id) => String::from_utf8(corpus.blob(id)?)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        ReferenceText::TargetPatchOf(id) => corpus
-            .import_target_patch(id)?
-            .with_context(|| format!("import {id}: its target patch is gone"))?,
-    };
-    Ok(PatchPair {
-        reference,
-        candidate,
-    })
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Both patches of every pair of `batch`: the blobs in one query, decompressed here.
+fn read_pairs(corpus: &Corpus, batch: &[&Pair]) -> Result<Vec<PatchPair>> {
+    let mut ids: Vec<&str> = Vec::with_capacity(batch.len() * 2);
+    for p in batch {
+        ids.push(&p.candidate);
+        if let ReferenceText::Blob(id) = &p.reference {
+            ids.push(id);
+        }
+    }
+    let blobs = corpus.blobs_many(&ids)?;
+    let take = |id: &str| text(blobs.get(id).cloned().unwrap_or_default());
+    batch
+        .iter()
+        .map(|p| {
+            let candidate = take(&p.candidate);
+            let reference = match &p.reference {
+                ReferenceText::Text(t) => t.to_string(),
+                ReferenceText::Blob(id) => take(id),
+                ReferenceText::TargetPatchOf(id) => corpus
+                    .import_target_patch(id)?
+                    .with_context(|| format!("import {id}: its target patch is gone"))?,
+            };
+            Ok(PatchPair {
+                reference,
+                candidate,
+            })
+        })
+        .collect()
 }
 
 /// Scores `todo` on `threads` threads, each with its own instance and its own connection to
@@ -168,9 +197,10 @@ fn score(
     verifier: &VerifierSpec,
     todo: &[&Pair],
     threads: usize,
-) -> Result<Vec<(String, StoredVerdict)>> {
+) -> Result<(Vec<(String, StoredVerdict)>, Timing)> {
+    let mut timing = Timing::default();
     if todo.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), timing));
     }
     let threads = threads.clamp(1, todo.len().div_ceil(BATCH));
     let per = todo.len().div_ceil(threads);
@@ -178,45 +208,55 @@ fn score(
         let handles: Vec<_> = todo
             .chunks(per)
             .map(|chunk| {
-                s.spawn(move || -> Result<Vec<(String, StoredVerdict)>> {
-                    let corpus = Corpus::open_existing(db)?;
-                    let mut v = verifier.instance()?;
-                    let mut out = Vec::with_capacity(chunk.len());
-                    for batch in chunk.chunks(BATCH) {
-                        let items: Vec<String> = batch.iter().map(|p| p.import.clone()).collect();
-                        let pp: Vec<PatchPair> = batch
-                            .iter()
-                            .map(|p| read_pair(&corpus, p))
-                            .collect::<Result<_>>()?;
-                        for (p, r) in batch.iter().zip(v.verify_batch(&items, &pp)) {
-                            let stored = match r {
-                                Ok(v) => StoredVerdict {
-                                    score: v.score,
-                                    matched: v.matched,
-                                    total: v.total,
-                                    detail: v.detail,
-                                    failure: None,
-                                },
-                                Err(f) => StoredVerdict {
-                                    score: None,
-                                    matched: 0,
-                                    total: 0,
-                                    detail: String::new(),
-                                    failure: Some(format!("{}: {}", f.kind, f.message)),
-                                },
-                            };
-                            out.push((p.key.clone(), stored));
+                s.spawn(
+                    move || -> Result<(Vec<(String, StoredVerdict)>, f64, f64)> {
+                        let corpus = Corpus::open_existing(db)?;
+                        let mut v = verifier.instance()?;
+                        let mut out = Vec::with_capacity(chunk.len());
+                        let (mut read_s, mut plugin_s) = (0.0, 0.0);
+                        for batch in chunk.chunks(BATCH) {
+                            let items: Vec<String> =
+                                batch.iter().map(|p| p.import.clone()).collect();
+                            let t = std::time::Instant::now();
+                            let pp: Vec<PatchPair> = read_pairs(&corpus, batch)?;
+                            read_s += t.elapsed().as_secs_f64();
+                            let t = std::time::Instant::now();
+                            let verdicts = v.verify_batch(&items, &pp);
+                            plugin_s += t.elapsed().as_secs_f64();
+                            for (p, r) in batch.iter().zip(verdicts) {
+                                let stored = match r {
+                                    Ok(v) => StoredVerdict {
+                                        score: v.score,
+                                        matched: v.matched,
+                                        total: v.total,
+                                        detail: v.detail,
+                                        failure: None,
+                                    },
+                                    Err(f) => StoredVerdict {
+                                        score: None,
+                                        matched: 0,
+                                        total: 0,
+                                        detail: String::new(),
+                                        failure: Some(format!("{}: {}", f.kind, f.message)),
+                                    },
+                                };
+                                out.push((p.key.clone(), stored));
+                            }
                         }
-                    }
-                    Ok(out)
-                })
+                        Ok((out, read_s, plugin_s))
+                    },
+                )
             })
             .collect();
         let mut all = Vec::with_capacity(todo.len());
+        timing.threads = handles.len();
         for h in handles {
-            all.extend(h.join().expect("a rescore thread panicked")?);
+            let (v, r, p) = h.join().expect("a rescore thread panicked")?;
+            all.extend(v);
+            timing.read_seconds += r;
+            timing.plugin_seconds += p;
         }
-        Ok(all)
+        Ok((all, timing))
     })
 }
 
@@ -240,6 +280,24 @@ impl RescoreReport {
             self.no_score,
             self.failed
         ));
+        let t = &self.timing;
+        if self.scored > 0 && t.seconds > 0.0 {
+            let per = |secs: f64| {
+                if secs > 0.0 {
+                    format!("{:.0}", self.scored as f64 / secs)
+                } else {
+                    "-".into()
+                }
+            };
+            s.push_str(&format!(
+                "scoring: {} pairs/s end to end on {} threads ({:.3} s); per thread, reading pairs alone {} pairs/s, the plugin alone {} pairs/s\n",
+                per(t.seconds),
+                t.threads,
+                t.seconds,
+                per(t.read_seconds),
+                per(t.plugin_seconds),
+            ));
+        }
         s
     }
 }
