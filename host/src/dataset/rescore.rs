@@ -16,6 +16,9 @@ use crate::plugin::Limits;
 use crate::plugin::{LoadedPlugin, PatchPair, PluginEngine, PluginSource, Verifier};
 use crate::teacher::canonical_json;
 
+/// A scoring thread's verdicts, and its seconds reading pairs and in the plugin.
+type ThreadScores = (Vec<(String, StoredVerdict)>, f64, f64);
+
 /// Pairs per call into the plugin.
 const BATCH: usize = 64;
 
@@ -208,44 +211,41 @@ fn score(
         let handles: Vec<_> = todo
             .chunks(per)
             .map(|chunk| {
-                s.spawn(
-                    move || -> Result<(Vec<(String, StoredVerdict)>, f64, f64)> {
-                        let corpus = Corpus::open_existing(db)?;
-                        let mut v = verifier.instance()?;
-                        let mut out = Vec::with_capacity(chunk.len());
-                        let (mut read_s, mut plugin_s) = (0.0, 0.0);
-                        for batch in chunk.chunks(BATCH) {
-                            let items: Vec<String> =
-                                batch.iter().map(|p| p.import.clone()).collect();
-                            let t = std::time::Instant::now();
-                            let pp: Vec<PatchPair> = read_pairs(&corpus, batch)?;
-                            read_s += t.elapsed().as_secs_f64();
-                            let t = std::time::Instant::now();
-                            let verdicts = v.verify_batch(&items, &pp);
-                            plugin_s += t.elapsed().as_secs_f64();
-                            for (p, r) in batch.iter().zip(verdicts) {
-                                let stored = match r {
-                                    Ok(v) => StoredVerdict {
-                                        score: v.score,
-                                        matched: v.matched,
-                                        total: v.total,
-                                        detail: v.detail,
-                                        failure: None,
-                                    },
-                                    Err(f) => StoredVerdict {
-                                        score: None,
-                                        matched: 0,
-                                        total: 0,
-                                        detail: String::new(),
-                                        failure: Some(format!("{}: {}", f.kind, f.message)),
-                                    },
-                                };
-                                out.push((p.key.clone(), stored));
-                            }
+                s.spawn(move || -> Result<ThreadScores> {
+                    let corpus = Corpus::open_existing(db)?;
+                    let mut v = verifier.instance()?;
+                    let mut out = Vec::with_capacity(chunk.len());
+                    let (mut read_s, mut plugin_s) = (0.0, 0.0);
+                    for batch in chunk.chunks(BATCH) {
+                        let items: Vec<String> = batch.iter().map(|p| p.import.clone()).collect();
+                        let t = std::time::Instant::now();
+                        let pp: Vec<PatchPair> = read_pairs(&corpus, batch)?;
+                        read_s += t.elapsed().as_secs_f64();
+                        let t = std::time::Instant::now();
+                        let verdicts = v.verify_batch(&items, &pp);
+                        plugin_s += t.elapsed().as_secs_f64();
+                        for (p, r) in batch.iter().zip(verdicts) {
+                            let stored = match r {
+                                Ok(v) => StoredVerdict {
+                                    score: v.score,
+                                    matched: v.matched,
+                                    total: v.total,
+                                    detail: v.detail,
+                                    failure: None,
+                                },
+                                Err(f) => StoredVerdict {
+                                    score: None,
+                                    matched: 0,
+                                    total: 0,
+                                    detail: String::new(),
+                                    failure: Some(format!("{}: {}", f.kind, f.message)),
+                                },
+                            };
+                            out.push((p.key.clone(), stored));
                         }
-                        Ok((out, read_s, plugin_s))
-                    },
-                )
+                    }
+                    Ok((out, read_s, plugin_s))
+                })
             })
             .collect();
         let mut all = Vec::with_capacity(todo.len());
