@@ -456,21 +456,9 @@ fn process(
             }
             _ => Vec::new(),
         };
-        let signatures = match &spec.dedup {
-            Some(dd) => dd
-                .on
-                .iter()
-                .map(|kind| {
-                    let text = if kind == "patch" {
-                        patch.clone()
-                    } else {
-                        assistant_text(messages)
-                    };
-                    crate::output::dedup::signature(&text, dd.shingle, dd.permutations)
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let signatures = crate::output::passes::signatures(spec.dedup.as_ref(), &patch, || {
+            assistant_text(messages)
+        });
         let row = Row {
             messages: render(messages, spec.render),
             tools: &t.tools,
@@ -578,48 +566,31 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
         spills.push(sh.spill);
     }
     let passed = all.len() as u64;
-    let mut gone = vec![false; all.len()];
-    let decontamination = match (&spec.decontaminate, &plugins.decontam) {
-        (Some(section), Some(index)) => {
-            let mut d = crate::output::decontam::Summary::new(section, index);
-            for (i, (_, _, x)) in all.iter().enumerate() {
-                d.add_row(&x.hits);
-                if !x.hits.is_empty() && section.action == Action::Drop {
-                    gone[i] = true;
-                    *report.dropped.entry("contaminated".into()).or_default() += 1;
-                }
-            }
-            Some(d)
-        }
-        _ => None,
-    };
-    let clean = gone.iter().filter(|g| !**g).count() as u64;
-    let dedup = spec.dedup.as_ref().map(|section| {
-        let live: Vec<usize> = (0..all.len()).filter(|&i| !gone[i]).collect();
-        let groups: Vec<String> = live
-            .iter()
-            .map(|&i| all[i].2.facts.stage.clone().unwrap_or_else(|| "-".into()))
-            .collect();
-        let entries: Vec<crate::output::dedup::Entry> = live
-            .iter()
+    let groups: Vec<String> = all
+        .iter()
+        .map(|(_, _, x)| x.facts.stage.clone().unwrap_or_else(|| "-".into()))
+        .collect();
+    let outcome = crate::output::passes::run(
+        &all.iter()
             .zip(&groups)
-            .map(|(&i, g)| crate::output::dedup::Entry {
+            .map(|((_, _, x), g)| crate::output::passes::Candidate {
                 group: g,
-                row_id: &all[i].2.facts.row_id,
-                r: all[i].2.facts.r,
-                ratio: all[i].2.facts.truncation_ratio,
-                signatures: &all[i].2.signatures,
+                row_id: &x.facts.row_id,
+                r: x.facts.r,
+                ratio: x.facts.truncation_ratio,
+                hits: &x.hits,
+                signatures: &x.signatures,
+                dropped: false,
             })
-            .collect();
-        let (removed, d) = crate::output::dedup::near_duplicates(&entries, section);
-        for (k, &i) in live.iter().enumerate() {
-            if removed[k] {
-                gone[i] = true;
-                *report.dropped.entry("near-duplicate".into()).or_default() += 1;
-            }
-        }
-        d
-    });
+            .collect::<Vec<_>>(),
+        spec.decontaminate.as_ref().zip(plugins.decontam.as_ref()),
+        spec.dedup.as_ref(),
+    );
+    for why in outcome.removed.iter().flatten() {
+        *report.dropped.entry(why.reason().into()).or_default() += 1;
+    }
+    let gone: Vec<bool> = outcome.removed.iter().map(Option::is_some).collect();
+    let (clean, decontamination, dedup) = (outcome.clean, outcome.decontamination, outcome.dedup);
     let mut keep: Vec<usize> = (0..all.len()).filter(|&i| !gone[i]).collect();
     let stage_of_row = |i: usize| all[i].2.facts.stage.as_deref();
     let both = keep.iter().all(|&i| stage_of_row(i).is_some())
@@ -648,10 +619,7 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
         funnel.push(("after decontamination".into(), clean));
     }
     if dedup.is_some() {
-        funnel.push((
-            "after near-duplicates".into(),
-            gone.iter().filter(|g| !**g).count() as u64,
-        ));
+        funnel.push(("after near-duplicates".into(), outcome.unique));
     }
     funnel.push(("rows in the shards".into(), rows.len() as u64));
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();

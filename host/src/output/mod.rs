@@ -7,6 +7,7 @@ pub mod card;
 pub mod decontam;
 pub mod dedup;
 pub mod facts;
+pub mod passes;
 pub mod plots;
 pub mod report;
 pub mod scan;

@@ -502,50 +502,36 @@ pub async fn build_scoped(
     stages.progress.finish();
     let candidates = metas.len() as u64;
     let passed = metas.iter().filter(|m| !m.dropped).count() as u64;
-    let decontamination = match (&cfg.decontaminate, &stages.decontam) {
-        (Some(section), Some(index)) => {
-            let mut d = crate::output::decontam::Summary::new(section, index);
-            d.skipped_functions = skipped_functions;
-            for m in metas.iter_mut().filter(|m| !m.dropped) {
-                d.add_row(&m.hits);
-                if !m.hits.is_empty() && section.action == crate::output::decontam::Action::Drop {
-                    m.dropped = true;
-                    *summary
-                        .dropped
-                        .entry(format!("{} contaminated", m.stage))
-                        .or_default() += 1;
-                }
-            }
-            Some(d)
-        }
-        _ => None,
-    };
-    let clean = metas.iter().filter(|m| !m.dropped).count() as u64;
-    let dedup = cfg.dedup.as_ref().map(|section| {
-        let live: Vec<usize> = (0..metas.len()).filter(|&i| !metas[i].dropped).collect();
-        let entries: Vec<crate::output::dedup::Entry> = live
+    let outcome = crate::output::passes::run(
+        &metas
             .iter()
-            .map(|&i| crate::output::dedup::Entry {
-                group: &metas[i].stage,
-                row_id: &metas[i].row_id,
-                r: metas[i].r,
-                ratio: metas[i].ratio,
-                signatures: &metas[i].signatures,
+            .map(|m| crate::output::passes::Candidate {
+                group: &m.stage,
+                row_id: &m.row_id,
+                r: m.r,
+                ratio: m.ratio,
+                hits: &m.hits,
+                signatures: &m.signatures,
+                dropped: m.dropped,
             })
-            .collect();
-        let (removed, d) = crate::output::dedup::near_duplicates(&entries, section);
-        for (k, &i) in live.iter().enumerate() {
-            if removed[k] {
-                metas[i].dropped = true;
-                *summary
-                    .dropped
-                    .entry(format!("{} near-duplicate", metas[i].stage))
-                    .or_default() += 1;
-            }
+            .collect::<Vec<_>>(),
+        cfg.decontaminate.as_ref().zip(stages.decontam.as_deref()),
+        cfg.dedup.as_ref(),
+    );
+    for (m, why) in metas.iter_mut().zip(&outcome.removed) {
+        if let Some(why) = why {
+            m.dropped = true;
+            *summary
+                .dropped
+                .entry(format!("{} {}", m.stage, why.reason()))
+                .or_default() += 1;
         }
+    }
+    let (clean, unique, dedup) = (outcome.clean, outcome.unique, outcome.dedup);
+    let decontamination = outcome.decontamination.map(|mut d| {
+        d.skipped_functions = skipped_functions;
         d
     });
-    let unique = metas.iter().filter(|m| !m.dropped).count() as u64;
     let mut chosen = stages.mix(&metas);
     for &i in &chosen {
         if metas[i].stage == "T1" {

@@ -158,21 +158,10 @@ impl Stages {
             }
             _ => Vec::new(),
         };
-        let signatures = match &self.cfg.dedup {
-            Some(d) => {
-                d.on.iter()
-                    .map(|kind| {
-                        let text = if kind == "patch" {
-                            t.patch.clone()
-                        } else {
-                            assistant_text(messages)
-                        };
-                        crate::output::dedup::signature(&text, d.shingle, d.permutations)
-                    })
-                    .collect()
-            }
-            None => Vec::new(),
-        };
+        let signatures =
+            crate::output::passes::signatures(self.cfg.dedup.as_ref(), &t.patch, || {
+                assistant_text(messages)
+            });
         let row = Row {
             messages: messages.to_vec(),
             tools: t.trajectory.tools.clone(),
