@@ -25,7 +25,7 @@ lines = [l for l in open(json.decoder.__file__).read().split("\n") if l.strip()]
 
 
 def patch(n, k):
-    hdr = f"diff --git a/pkg{k}/x.py b/pkg{k}/x.py\n--- a/pkg{k}/x.py\n+++ b/pkg{k}/x.py\n@@ -1,{n} +1,{n} @@\n"
+    hdr = f"diff --git a/pkg{k}/x.py b/pkg{k}/x.py\n--- a/pkg{k}/x.py\n+++ b/pkg{k}/x.py\n@@ -1,{n // 2} +1,{n // 2} @@\n"
     body = []
     for _ in range(n // 2):
         l = random.choice(lines)
