@@ -79,7 +79,11 @@ impl Corpus {
                 "INSERT OR IGNORE INTO verdicts (pair, plugin, config, score, matched, total, detail, failure)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for (pair, v) in verdicts {
+            // In key order: each insert lands beside the last one instead of anywhere in the
+            // b-tree (random pair hashes split pages all over it and spill the cache).
+            let mut sorted: Vec<&(String, StoredVerdict)> = verdicts.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (pair, v) in sorted {
                 st.execute(params![
                     pair, plugin, config, v.score, v.matched, v.total, v.detail, v.failure
                 ])?;
