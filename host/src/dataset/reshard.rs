@@ -20,7 +20,7 @@ use super::sha256_hex;
 use crate::corpus::{Corpus, ImportEntry};
 use crate::output::decontam::{Action, DecontaminateSection, Hit, Index};
 use crate::output::dedup::DedupSection;
-use crate::output::facts::{assistant_text, row_text, RowFacts};
+use crate::output::facts::{assistant_text, RowFacts};
 use crate::output::DocInputs;
 use crate::pipeline::config::{
     abs, resolve_plugin, resolve_tokenizer, FilterSpec, TruncationSection,
@@ -443,13 +443,9 @@ fn process(
         facts.repo = source.clone();
         facts.r = r;
         facts.truncation_ratio = d.ratio.unwrap_or(1.0);
-        let mut hits = Vec::new();
-        if let Some(idx) = &plugins.decontam {
-            hits.extend(idx.instance_hit(e.instance_id.as_deref()));
-            hits.extend(idx.text_hits(&format!("{}\n{patch}", row_text(messages))));
-            hits.sort();
-            hits.dedup_by(|a, b| a.instance == b.instance);
-        }
+        let hits = plugins.decontam.as_ref().map_or_else(Vec::new, |idx| {
+            idx.row_hits(None, e.instance_id.as_deref(), messages, &patch)
+        });
         let flagged: Vec<String> = match &spec.decontaminate {
             Some(dc) if dc.action == Action::Flag => {
                 hits.iter().map(|h| h.instance.clone()).collect()

@@ -418,6 +418,27 @@ impl Index {
             .collect()
     }
 
+    /// Every instance a row overlaps, once each (the first reason in `Hit` order): by its
+    /// function (pipeline rows), by the instance it was made from (imported rows), and by the
+    /// n-grams of its messages and patch.
+    pub fn row_hits(
+        &self,
+        function: Option<(&str, &FunctionRef)>,
+        instance_id: Option<&str>,
+        messages: &[crate::rollout::trajectory::Message],
+        patch: &str,
+    ) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        if let Some((repo, f)) = function {
+            hits.extend(self.function_hits(repo, f));
+        }
+        hits.extend(self.instance_hit(instance_id));
+        hits.extend(self.text_hits(&format!("{}\n{patch}", super::facts::row_text(messages))));
+        hits.sort();
+        hits.dedup_by(|a, b| a.instance == b.instance);
+        hits
+    }
+
     /// A row made from one of the instances themselves.
     pub fn instance_hit(&self, instance_id: Option<&str>) -> Option<Hit> {
         let id = instance_id?;

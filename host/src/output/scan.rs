@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::decontam::{Hit, Index};
-use super::facts::row_text;
+use super::decontam::Index;
 use crate::corpus::Corpus;
 use crate::rollout::trajectory::Trajectory;
 
@@ -67,7 +66,7 @@ pub fn scan(corpus: &Corpus, index: &Index) -> Result<ScanReport> {
             Err(_) => continue,
         };
         let patch = String::from_utf8_lossy(&corpus.blob(&patch)?).into_owned();
-        for h in index.text_hits(&format!("{}\n{patch}", row_text(&t.messages))) {
+        for h in index.row_hits(None, None, &t.messages, &patch) {
             report
                 .by_instance
                 .entry(h.instance)
@@ -86,14 +85,7 @@ pub fn scan(corpus: &Corpus, index: &Index) -> Result<ScanReport> {
             Some(p) => String::from_utf8_lossy(&corpus.blob(p)?).into_owned(),
             None => String::new(),
         };
-        let mut hits: Vec<Hit> = index
-            .instance_hit(e.instance_id.as_deref())
-            .into_iter()
-            .collect();
-        hits.extend(index.text_hits(&format!("{}\n{patch}", row_text(&t.messages))));
-        hits.sort();
-        hits.dedup_by(|a, b| a.instance == b.instance);
-        for h in hits {
+        for h in index.row_hits(None, e.instance_id.as_deref(), &t.messages, &patch) {
             report
                 .by_instance
                 .entry(h.instance)

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::config::TruncationSection;
 use super::run::{sha256_hex, ItemResult, RolloutRef, Stages};
 use crate::output::decontam::{Action, Hit};
-use crate::output::facts::{assistant_text, row_text, RowFacts};
+use crate::output::facts::{assistant_text, RowFacts};
 use crate::plugin::{TrajectoryFilter, Truncator};
 use crate::rollout::trajectory::{Message, Trajectory};
 
@@ -145,13 +145,10 @@ impl Stages {
             &t.trajectory,
             facts.tool_calls.get("bash").copied().unwrap_or(0) as usize,
         );
-        let mut hits = Vec::new();
-        if let Some(idx) = &self.decontam {
-            hits.extend(idx.function_hits(&res.item.repo, facts.function.as_ref().expect("set")));
-            hits.extend(idx.text_hits(&format!("{}\n{}", row_text(messages), t.patch)));
-            hits.sort();
-            hits.dedup_by(|a, b| a.instance == b.instance);
-        }
+        let hits = self.decontam.as_ref().map_or_else(Vec::new, |idx| {
+            let function = facts.function.as_ref().map(|f| (res.item.repo.as_str(), f));
+            idx.row_hits(function, None, messages, &t.patch)
+        });
         let flagged = match &self.cfg.decontaminate {
             Some(d) if d.action == Action::Flag => {
                 hits.iter().map(|h| h.instance.clone()).collect()
