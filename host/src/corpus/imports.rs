@@ -59,11 +59,6 @@ impl PreparedImport {
 }
 
 impl ImportWriter<'_> {
-    pub fn push(&mut self, it: &Imported) -> Result<()> {
-        let mut c = PreparedBlob::compressor()?;
-        self.push_prepared(&PreparedImport::new(it, &mut c)?)
-    }
-
     pub fn push_prepared(&mut self, it: &PreparedImport) -> Result<()> {
         let c = self.corpus;
         let id = hex::encode(Sha256::digest(format!(

@@ -337,12 +337,7 @@ pub struct ChosenRows {
 
 impl ChosenRows {
     pub fn new(spill: RowSpill, order: Vec<usize>) -> Self {
-        let n = order.len();
-        ChosenRows {
-            spills: vec![spill],
-            order: order.into_iter().map(|i| (0, i)).collect(),
-            splits: vec![("train".into(), n)],
-        }
+        Self::from_parts(vec![spill], order.into_iter().map(|i| (0, i)).collect())
     }
 
     /// The rows as consecutive named groups (their counts add up to [`ChosenRows::len`]).
@@ -375,21 +370,6 @@ impl ChosenRows {
 
     /// The rows at `order` ((spill, row in it)) of `spills`, in that order.
     pub fn from_parts(spills: Vec<RowSpill>, order: Vec<(usize, usize)>) -> Self {
-        let n = order.len();
-        ChosenRows {
-            spills,
-            order,
-            splits: vec![("train".into(), n)],
-        }
-    }
-
-    /// Every row of each spill, the spills one after the other.
-    pub fn concat(spills: Vec<RowSpill>) -> Self {
-        let order = spills
-            .iter()
-            .enumerate()
-            .flat_map(|(s, spill)| (0..spill.len()).map(move |i| (s, i)))
-            .collect::<Vec<_>>();
         let n = order.len();
         ChosenRows {
             spills,
