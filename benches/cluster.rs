@@ -362,12 +362,19 @@ fn main() {
         .map(|i| many_dir.join(format!("demo.worker-{i}-of-{n}.sqlite")))
         .collect();
     let src_mb: f64 = dbs.iter().map(|p| file_mb(p)).sum();
+    // A merge of this size takes ~0.1 s, where a busy neighbour on a shared machine shows:
+    // eleven merges into a fresh file each, the median and the fastest.
     let merged = many_dir.join("demo.sqlite");
-    let d = merge(&dbs, &merged);
+    let mut times: Vec<f64> = (0..11)
+        .map(|_| merge(&dbs, &merged).as_secs_f64())
+        .collect();
+    times.sort_by(f64::total_cmp);
     println!(
-        "merge of the {n} worker corpora: {src_mb:.1} MB in {:.3} s = {:.0} MB/s",
-        d.as_secs_f64(),
-        src_mb / d.as_secs_f64()
+        "merge of the {n} worker corpora: {src_mb:.1} MB, median of 11 {:.3} s = {:.0} MB/s, fastest {:.3} s = {:.0} MB/s (target >= 200)",
+        times[5],
+        src_mb / times[5],
+        times[0],
+        src_mb / times[0]
     );
     let blob_mb = env_num("SERA_BENCH_BLOB_MB", 150);
     let tree = work.path().join("blobs");

@@ -391,6 +391,110 @@ fn merge_refuses_conflicts_and_corrupt_blobs() {
     assert!(err.contains("0 <= I < N"), "{err}");
 }
 
+/// More sources than the merge attaches at once (8): every group merged, in any order to the
+/// same content, blobs shared between sources stored once; a corrupt blob in a later group
+/// fails the merge naming its file and leaves a destination `corpus verify` accepts.
+#[test]
+fn merge_of_many_sources_in_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |seed: u64, lines: usize| -> String {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..lines)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("value_{x:016x} = {}\n", x % 1000)
+            })
+            .collect()
+    };
+    let mut srcs = Vec::new();
+    for i in 0..11u64 {
+        let tree = dir.path().join(format!("tree{i}"));
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("common.py"), text(7, 400)).unwrap();
+        std::fs::write(tree.join("shared_by_pairs.py"), text(100 + i / 2, 300)).unwrap();
+        for f in 0..20 {
+            std::fs::write(
+                tree.join(format!("own{f}.py")),
+                text(1000 * (i + 1) + f, 50),
+            )
+            .unwrap();
+        }
+        let db = dir.path().join(format!("src{i}.sqlite"));
+        sera(&["corpus", "--db", s(&db), "ingest", s(&tree)]);
+        srcs.push(db);
+    }
+    let merge = |dst: &Path, srcs: &[PathBuf]| -> String {
+        let mut args = vec!["corpus", "merge"];
+        args.extend(srcs.iter().map(|p| s(p)));
+        args.extend(["--db", s(dst)]);
+        sera(&args)
+    };
+    let forward = dir.path().join("forward.sqlite");
+    let out = merge(&forward, &srcs);
+    assert!(out.contains("merged 11 corpora"), "{out}");
+    let mut reversed: Vec<PathBuf> = srcs.clone();
+    reversed.reverse();
+    let backward = dir.path().join("backward.sqlite");
+    merge(&backward, &reversed);
+    assert_eq!(content_digest(&forward), content_digest(&backward));
+    // 1 common + 6 pair-shared + 11·20 own files, and the 11 snapshots' trees.
+    let c = rusqlite::Connection::open(&forward).unwrap();
+    let files: i64 = c
+        .query_row(
+            "SELECT count(DISTINCT blob) FROM snapshot_entries",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(files, 1 + 6 + 11 * 20);
+    let snapshots: i64 = c
+        .query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(snapshots, 11);
+    drop(c);
+    let v = sera(&["corpus", "--db", s(&forward), "verify"]);
+    assert!(!v.contains("corrupt"), "{v}");
+    // Merged again: nothing new.
+    let again = merge(&forward, &srcs);
+    assert!(again.contains("0 blobs copied"), "{again}");
+    assert_eq!(content_digest(&forward), content_digest(&backward));
+
+    // A corrupt blob in the tenth source (the second group).
+    let c = rusqlite::Connection::open(&srcs[9]).unwrap();
+    let raw = b"these bytes are not what the id says".repeat(4);
+    let fake = "e".repeat(64);
+    c.execute(
+        "INSERT INTO blobs (id, raw_size, data) VALUES (?1, ?2, ?3)",
+        rusqlite::params![
+            fake,
+            raw.len() as i64,
+            zstd::bulk::compress(&raw, 3).unwrap()
+        ],
+    )
+    .unwrap();
+    drop(c);
+    let fresh = dir.path().join("fresh.sqlite");
+    let mut args = vec!["corpus".to_string(), "merge".to_string()];
+    args.extend(srcs.iter().map(|p| s(p).to_string()));
+    args.extend(["--db".to_string(), s(&fresh).to_string()]);
+    let err = fails(bin().args(&args).output().unwrap());
+    assert!(
+        err.contains(&format!("blob {fake} is corrupt")) && err.contains(s(&srcs[9])),
+        "{err}"
+    );
+    let v = sera(&["corpus", "--db", s(&fresh), "verify"]);
+    assert!(!v.contains("corrupt"), "{v}");
+    let c = rusqlite::Connection::open(&fresh).unwrap();
+    let kept: i64 = c
+        .query_row("SELECT count(*) FROM blobs WHERE id = ?1", [&fake], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(kept, 0, "the corrupt blob was stored");
+}
+
 /// A merge SIGKILLed at several moments leaves a destination that `corpus verify` accepts;
 /// the rerun completes it.
 #[test]

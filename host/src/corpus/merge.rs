@@ -3,17 +3,17 @@
 //! free of conflicts unless two files hold different content under one key, which is an error
 //! naming both files and the key.
 //!
-//! Crash safety: every source is checked for conflicts first; then the sources' new blobs are
-//! copied, in committed batches, each blob's bytes re-hashed against its id; then every other
-//! table of each source in one transaction per source. A merge killed midway leaves the
-//! destination valid (at most blobs nothing refers to yet, which `corpus verify` accepts) and
-//! a rerun copies what is left.
+//! Crash safety: every source is checked for conflicts first; then each group of sources
+//! (attached together) is merged in one transaction: each source's new blobs, then its other
+//! tables. Reader threads re-hash every new blob against its id meanwhile, and nothing is
+//! committed before the blobs in it passed; a group with more than a batch of blobs commits
+//! them on the way. A merge killed midway leaves the destination valid (at most blobs nothing
+//! refers to yet, which `corpus verify` accepts) and a rerun copies what is left.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rusqlite::params;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -135,7 +135,7 @@ const MERGED_PAGE_SIZE: u32 = 65536;
 
 /// Blobs per committed batch: big enough that commits cost little, small enough that a kill
 /// loses little.
-const BLOB_BATCH_BYTES: usize = 64 << 20;
+const BLOB_BATCH_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Default, Serialize)]
 pub struct SourceMerged {
@@ -146,7 +146,7 @@ pub struct SourceMerged {
     pub bytes_copied: u64,
     /// New rows per table (blobs not counted).
     pub rows: std::collections::BTreeMap<String, u64>,
-    /// Its checks and rows (its blobs are in [`MergeReport::blob_seconds`]).
+    /// Its conflict checks, blobs and rows (waiting for its blobs' checks included).
     pub seconds: f64,
 }
 
@@ -154,8 +154,8 @@ pub struct SourceMerged {
 pub struct MergeReport {
     pub db: PathBuf,
     pub sources: Vec<SourceMerged>,
-    /// Every source's blobs are copied in one stream (so one source's overlap the next one's).
-    pub blob_seconds: f64,
+    /// The whole merge (sources' times overlap: blobs are checked on every core meanwhile).
+    pub seconds: f64,
 }
 
 impl MergeReport {
@@ -180,10 +180,10 @@ impl MergeReport {
             ));
         }
         s.push_str(&format!(
-            "merged {} corpora into {} (blobs of all of them: {:.2} s)\n",
+            "merged {} corpora into {} in {:.2} s\n",
             self.sources.len(),
             self.db.display(),
-            self.blob_seconds
+            self.seconds
         ));
         s
     }
@@ -191,10 +191,12 @@ impl MergeReport {
 
 /// Merges every `sources` corpus into `db` (created when missing).
 pub fn merge(db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
+    let started = Instant::now();
+    let fresh = !db.exists();
     // A merged corpus is mostly large blobs written once: 64 KiB pages store them with an
     // eighth of the page bookkeeping of SQLite's 4 KiB default and write them about twice as
     // fast here (benches/cluster.rs). Only a destination the merge creates gets them.
-    let dst = Corpus::open_with_page_size(db, (!db.exists()).then_some(MERGED_PAGE_SIZE))?;
+    let dst = Corpus::open_with_page_size(db, fresh.then_some(MERGED_PAGE_SIZE))?;
     check_tables_known(&dst)?;
     // WAL writes every copied page twice (the log, then the checkpoint). A rollback journal
     // writes new pages once and journals only the few it changes, and is as crash-safe; it
@@ -209,26 +211,44 @@ pub fn merge(db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
     // Much more than 16 MB costs more than it saves: a batch's pages would pile up in memory
     // (fresh pages to fault in) instead of going to the file as they fill.
     let _ = dst.conn().pragma_update(None, "cache_size", -(16 << 10));
-    let result = merge_all(&dst, db, sources);
+    // Blob checks (decompress, hash) are most of a merge's work: they run on every core as
+    // soon as a source's new blobs are known, beside everything this thread does.
+    let mut checks = BlobChecks::start(sources);
+    let mut attached = Attached::new(dst.conn());
+    let result = merge_all(&dst, &mut attached, db, sources, &mut checks);
+    let detached = attached.detach();
     if exclusive {
         let _ = dst
             .conn()
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0));
     }
-    result
+    let mut report = result?;
+    detached?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
 }
 
-fn merge_all(dst: &Corpus, db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
+/// Sources attached to the destination's connection at once (SQLite allows 10 by default):
+/// the sources of a group are merged in one transaction.
+const GROUP: usize = 8;
+
+fn merge_all(
+    dst: &Corpus,
+    attached: &mut Attached,
+    db: &Path,
+    sources: &[PathBuf],
+    checks: &mut BlobChecks,
+) -> Result<MergeReport> {
     let dst_real = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
     let mut report = MergeReport {
         db: db.to_path_buf(),
         sources: Vec::new(),
-        blob_seconds: 0.0,
+        seconds: 0.0,
     };
     let in_context = |src: &Path| format!("corpus merge: {} into {}", src.display(), db.display());
+    let conn = dst.conn();
     // 1. Each source: a corpus (an older schema brought up to date), not the destination, no
     //    disagreement with what the destination holds; the blobs it has that it lacks.
-    let (mut wanted, mut totals) = (Vec::new(), Vec::new());
     for src in sources {
         if std::fs::canonicalize(src).ok().as_deref() == Some(dst_real.as_path()) {
             bail!(
@@ -238,82 +258,155 @@ fn merge_all(dst: &Corpus, db: &Path, sources: &[PathBuf]) -> Result<MergeReport
             );
         }
         drop(Corpus::open_existing(src)?);
+    }
+    let mut plans = Vec::new();
+    for (i, src) in sources.iter().enumerate() {
         let started = Instant::now();
-        let (total, new) = attached(dst, src, |conn| {
+        let a = attached.source(i, sources)?;
+        let (total, new) = (|| {
             for t in TABLES {
-                check_conflicts(conn, t, src, db)?;
+                check_conflicts(conn, &a, t, src, db)?;
             }
-            new_blobs(conn)
-        })
+            new_blobs(conn, &a)
+        })()
         .with_context(|| in_context(src))?;
+        plans.push(checks.submit(i, &new));
         report.sources.push(SourceMerged {
             path: src.to_path_buf(),
+            // Less those it copies, below.
+            blobs_present: total,
             seconds: started.elapsed().as_secs_f64(),
             ..SourceMerged::default()
         });
-        wanted.push(new);
-        totals.push(total);
     }
-    // 2. Every source's new blobs in one stream: checked on every core, written by this thread.
-    let started = Instant::now();
-    copy_blobs(dst, sources, wanted, &mut report.sources)?;
-    report.blob_seconds = started.elapsed().as_secs_f64();
-    for (m, total) in report.sources.iter_mut().zip(totals) {
-        m.blobs_present = total.saturating_sub(m.blobs_copied);
-    }
-    // 3. Each source's rows, in one transaction per source, checked again against what the
-    //    sources before it brought.
-    for (src, m) in sources.iter().zip(report.sources.iter_mut()) {
-        let started = Instant::now();
-        attached(dst, src, |conn| {
-            for t in TABLES {
-                check_conflicts(conn, t, src, db)?;
-            }
-            let tx = conn.unchecked_transaction()?;
-            check_new_snapshots(dst, src)?;
-            for t in TABLES {
-                let n = copy_rows(conn, t)?;
-                m.rows.insert(t.name.into(), n);
-            }
-            let n = merge_sources(conn)?;
-            m.rows.insert("sources".into(), n);
-            tx.commit()?;
-            Ok(())
-        })
-        .with_context(|| in_context(src))?;
-        m.seconds += started.elapsed().as_secs_f64();
+    // 2. The sources of a group in one transaction: each one's new blobs, then its rows,
+    //    checked again against what the sources before it brought; committed once every blob
+    //    in it has passed its check. A group that brings more blobs than a batch also commits
+    //    them on the way (blobs alone are always valid, and a kill keeps what was checked).
+    let mut rows_added = false;
+    for group in (0..sources.len()).collect::<Vec<_>>().chunks(GROUP) {
+        let mut tx = None;
+        let mut batch_bytes = 0u64;
+        let mut unconfirmed = Vec::new();
+        for &i in group {
+            let src = &sources[i];
+            let started = Instant::now();
+            let a = attached.source(i, sources)?;
+            let tx_now = match tx.take() {
+                Some(t) => t,
+                None => conn.unchecked_transaction()?,
+            };
+            let m = &mut report.sources[i];
+            let merged = (|| -> Result<rusqlite::Transaction<'_>> {
+                let mut tx_now = tx_now;
+                if rows_added {
+                    for t in TABLES {
+                        check_conflicts(conn, &a, t, src, db)?;
+                    }
+                }
+                for k in plans[i].clone() {
+                    let (first, last) = checks.range(k);
+                    let (n, bytes) = copy_blob_range(conn, &a, first, last)?;
+                    m.blobs_copied += n;
+                    m.bytes_copied += bytes;
+                    batch_bytes += bytes;
+                    unconfirmed.push(k);
+                    if batch_bytes >= BLOB_BATCH_BYTES {
+                        checks.wait(unconfirmed.drain(..))?;
+                        tx_now.commit()?;
+                        tx_now = conn.unchecked_transaction()?;
+                        batch_bytes = 0;
+                    }
+                }
+                check_new_snapshots(conn, &a, src)?;
+                for t in TABLES {
+                    let n = copy_rows(conn, &a, t)?;
+                    rows_added |= n > 0;
+                    m.rows.insert(t.name.into(), n);
+                }
+                let n = merge_sources(conn, &a)?;
+                rows_added |= n > 0;
+                m.rows.insert("sources".into(), n);
+                Ok(tx_now)
+            })()
+            .with_context(|| in_context(src))?;
+            tx = Some(merged);
+            m.blobs_present = m.blobs_present.saturating_sub(m.blobs_copied);
+            m.seconds += started.elapsed().as_secs_f64();
+        }
+        checks.wait(unconfirmed.drain(..))?;
+        if let Some(t) = tx {
+            t.commit()?;
+        }
     }
     Ok(report)
 }
 
-/// Runs `f` with `src` attached to the destination's connection as `src`.
-fn attached<T>(
-    dst: &Corpus,
-    src: &Path,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T>,
-) -> Result<T> {
-    let conn = dst.conn();
-    conn.execute(
-        "ATTACH DATABASE ?1 AS src",
-        [src.to_str().context("a corpus path that is not UTF-8")?],
-    )?;
-    let result = f(conn);
-    let detach = conn.execute("DETACH DATABASE src", []);
-    let value = result?;
-    detach?;
-    Ok(value)
+/// Which sources the destination's connection has attached, under which names (`s0`, `s1`, …):
+/// a group of [`GROUP`] at a time. ATTACH and DETACH cannot run inside a transaction, so a
+/// group stays attached while it is merged.
+struct Attached<'c> {
+    conn: &'c rusqlite::Connection,
+    group: Option<usize>,
+    /// Sources attached: `s0` to `s{count-1}`.
+    count: usize,
 }
 
-/// (blobs in `src`, rowids of those the destination lacks, ascending).
-fn new_blobs(conn: &rusqlite::Connection) -> Result<(u64, Vec<i64>)> {
-    let total: i64 = conn.query_row("SELECT count(*) FROM src.blobs", [], |r| r.get(0))?;
+impl<'c> Attached<'c> {
+    fn new(conn: &'c rusqlite::Connection) -> Self {
+        Attached {
+            conn,
+            group: None,
+            count: 0,
+        }
+    }
+
+    /// The schema name of source `i`, attaching its group (and detaching the one before).
+    fn source(&mut self, i: usize, sources: &[PathBuf]) -> Result<String> {
+        let group = i / GROUP;
+        if self.group != Some(group) {
+            self.detach()?;
+            for (j, src) in sources.iter().enumerate().skip(group * GROUP).take(GROUP) {
+                let name = format!("s{}", j % GROUP);
+                self.conn.execute(
+                    &format!("ATTACH DATABASE ?1 AS {name}"),
+                    [src.to_str().context("a corpus path that is not UTF-8")?],
+                )?;
+                // The source's pages read through a map rather than copied into the cache.
+                let _ = self
+                    .conn
+                    .pragma_update(Some(&*name), "mmap_size", 1i64 << 32);
+                self.count += 1;
+            }
+            self.group = Some(group);
+        }
+        Ok(format!("s{}", i % GROUP))
+    }
+
+    fn detach(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        for j in 0..std::mem::take(&mut self.count) {
+            let detached = self.conn.execute(&format!("DETACH DATABASE s{j}"), []);
+            if let (Ok(()), Err(e)) = (&result, detached) {
+                result = Err(e.into());
+            }
+        }
+        self.group = None;
+        result
+    }
+}
+
+/// (blobs in source `a`, rowids of those the destination lacks, ascending).
+fn new_blobs(conn: &rusqlite::Connection, a: &str) -> Result<(u64, Vec<i64>)> {
+    let total: i64 =
+        conn.query_row(&format!("SELECT count(*) FROM {a}.blobs"), [], |r| r.get(0))?;
     // Without ORDER BY, SQLite walks the id index (ids and rowids only) instead of every page
     // of the table; the readers want rowids in order, sorted here.
     let mut wanted: Vec<i64> = conn
-        .prepare(
-            "SELECT s.rowid FROM src.blobs s
-             WHERE NOT EXISTS (SELECT 1 FROM main.blobs d WHERE d.id = s.id)",
-        )?
+        .prepare(&format!(
+            "SELECT s.rowid FROM {a}.blobs s
+             WHERE NOT EXISTS (SELECT 1 FROM main.blobs d WHERE d.id = s.id)"
+        ))?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     wanted.sort_unstable();
@@ -338,7 +431,13 @@ fn check_tables_known(c: &Corpus) -> Result<()> {
 }
 
 /// The first key under which `src` and the destination hold different content.
-fn check_conflicts(conn: &rusqlite::Connection, t: &Table, src: &Path, db: &Path) -> Result<()> {
+fn check_conflicts(
+    conn: &rusqlite::Connection,
+    a: &str,
+    t: &Table,
+    src: &Path,
+    db: &Path,
+) -> Result<()> {
     if t.content.is_empty() {
         return Ok(());
     }
@@ -362,7 +461,7 @@ fn check_conflicts(conn: &rusqlite::Connection, t: &Table, src: &Path, db: &Path
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT {}, {cols} FROM src.{name} s JOIN main.{name} d ON {} WHERE ({}){exempt} LIMIT 1",
+        "SELECT {}, {cols} FROM {a}.{name} s JOIN main.{name} d ON {} WHERE ({}){exempt} LIMIT 1",
         keys.join(" || ', ' || "),
         join.join(" AND "),
         differs.join(" OR "),
@@ -410,188 +509,245 @@ fn short(v: &str) -> String {
 /// work of few sources evenly.
 const JOB_BLOBS: usize = 1024;
 
-/// Copies the blobs the destination lacks (`wanted[i]`: rowids in `sources[i]`), each
-/// re-hashed: its bytes must decompress to its declared size and hash to its id. Reader threads
-/// (their own connections, every core) read and check them while this one writes, so hashing
-/// overlaps SQLite's writes and syncs, and one source's blobs overlap the next one's.
-fn copy_blobs(
-    dst: &Corpus,
-    sources: &[PathBuf],
-    wanted: Vec<Vec<i64>>,
-    merged: &mut [SourceMerged],
-) -> Result<()> {
-    let conn = dst.conn();
-    let cores = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
-    // A few jobs per core at least (a few hundred large blobs are as much work as thousands of
-    // small ones), at most JOB_BLOBS each.
-    let all: usize = wanted.iter().map(Vec::len).sum();
-    let per_job = all.div_ceil(cores * 4).clamp(16, JOB_BLOBS);
-    let jobs: std::collections::VecDeque<(usize, Vec<i64>)> = wanted
-        .iter()
-        .enumerate()
-        .flat_map(|(i, w)| w.chunks(per_job).map(move |c| (i, c.to_vec())))
-        .collect();
-    let threads = cores.min(jobs.len().max(1));
-    let jobs = std::sync::Arc::new(std::sync::Mutex::new(jobs));
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Vec<CheckedBlob>)>>(16);
-    let readers: Vec<_> = (0..threads)
-        .map(|_| {
-            let (jobs, tx, sources) = (jobs.clone(), tx.clone(), sources.to_vec());
-            std::thread::spawn(move || loop {
-                let Some((i, rowids)) = jobs.lock().expect("blob jobs").pop_front() else {
-                    break;
-                };
-                let sent = read_and_check(&sources[i], &rowids, &mut |batch| {
-                    tx.send(Ok((i, batch))).is_ok()
-                });
-                match sent {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        break;
-                    }
-                }
-            })
-        })
-        .collect();
-    drop(tx);
-    let mut batch_bytes = 0usize;
-    let mut result = Ok(());
-    let mut tx_open = Some(conn.unchecked_transaction()?);
-    'batches: for item in rx.iter() {
-        let (i, batch) = match item {
-            Ok(x) => x,
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        };
-        let mut ins = conn.prepare_cached(
-            "INSERT OR IGNORE INTO main.blobs (id, raw_size, data) VALUES (?1, ?2, ?3)",
-        )?;
-        for (id, size, data) in batch {
-            // Two sources holding one blob: the second finds it there.
-            match ins.execute(params![id, size, data]) {
-                Ok(n) if n > 0 => {
-                    merged[i].blobs_copied += 1;
-                    merged[i].bytes_copied += data.len() as u64;
-                    batch_bytes += data.len();
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    result = Err(e.into());
-                    break 'batches;
-                }
-            }
-        }
-        if batch_bytes >= BLOB_BATCH_BYTES {
-            if let Some(t) = tx_open.take() {
-                t.commit()?;
-            }
-            tx_open = Some(conn.unchecked_transaction()?);
-            batch_bytes = 0;
-        }
-    }
-    // Readers stop at their next send once the channel is gone.
-    drop(rx);
-    for r in readers {
-        r.join()
-            .map_err(|_| anyhow::anyhow!("a blob reader thread panicked"))?;
-    }
-    // What was checked before a corrupt blob is committed too: blobs alone are always valid.
-    if let Some(t) = tx_open.take() {
-        t.commit()?;
-    }
-    result
+/// Copies the blobs of the attached source in the rowid range `first..=last` that the
+/// destination lacks, inside SQLite (no bytes pass through Rust, a fraction of the cost of
+/// binding each blob). Returns (blobs, compressed bytes) copied.
+///
+/// Every such blob is one the range's check job covers: `new_blobs` listed exactly the source's
+/// blobs the destination lacked, and only this merge adds to it.
+fn copy_blob_range(
+    conn: &rusqlite::Connection,
+    a: &str,
+    first: i64,
+    last: i64,
+) -> Result<(u64, u64)> {
+    let before: i64 =
+        conn.query_row("SELECT coalesce(max(rowid), 0) FROM main.blobs", [], |r| {
+            r.get(0)
+        })?;
+    // `OR IGNORE` rather than `NOT EXISTS`: a statement that reads the table it inserts into
+    // first copies every selected row into a temporary table; with `OR IGNORE` it streams.
+    conn.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO main.blobs (id, raw_size, data)
+         SELECT id, raw_size, data FROM {a}.blobs WHERE rowid BETWEEN ?1 AND ?2"
+    ))?
+    .execute([first, last])?;
+    // `length` of a blob reads its record header, not its bytes.
+    let (n, bytes): (i64, f64) = conn
+        .prepare_cached("SELECT count(*), total(length(data)) FROM main.blobs WHERE rowid > ?1")?
+        .query_row([before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((n as u64, bytes as u64))
 }
 
-/// A blob read from a source and checked: id, raw size, stored bytes.
-type CheckedBlob = (String, i64, Vec<u8>);
+/// (job number, source number, rowids of its new blobs).
+type CheckJob = (usize, usize, Vec<i64>);
 
-/// Compressed bytes a reader gathers before handing them to the writer: one wake-up per batch
-/// rather than per blob (a worker corpus holds thousands of blobs of a few KB).
-const SEND_BATCH_BYTES: usize = 128 << 10;
+/// Reader threads that check the sources' new blobs (every blob's bytes must decompress to its
+/// declared size and hash to its id), one job (a rowid range of one source) at a time, on
+/// their own read-only connections. The merge commits blobs only after their jobs passed.
+struct BlobChecks {
+    sources: Vec<PathBuf>,
+    cores: usize,
+    /// (first, last) rowid of each job.
+    ranges: Vec<(i64, i64)>,
+    passed: Vec<bool>,
+    jobs: Option<std::sync::mpsc::Sender<CheckJob>>,
+    results: std::sync::mpsc::Receiver<(usize, Result<()>)>,
+    results_tx: Option<std::sync::mpsc::Sender<(usize, Result<()>)>>,
+    queue: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<CheckJob>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
 
-/// Reads the blobs at `rowids` (ascending) of `src`, checks each, and hands them to `send` in
-/// batches. One scan of their rowid range, through a memory map of the file. `Ok(false)` when
-/// `send` refused (the writer has stopped).
-fn read_and_check(
-    src: &Path,
-    rowids: &[i64],
-    send: &mut dyn FnMut(Vec<CheckedBlob>) -> bool,
-) -> Result<bool> {
-    let (Some(&first), Some(&last)) = (rowids.first(), rowids.last()) else {
-        return Ok(true);
-    };
-    let c = super::connection::SerialConnection::open_with_flags(
-        src,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("{}: cannot read", src.display()))?;
-    // Pages read through a map instead of a copy into SQLite's cache each.
-    let _ = c.pragma_update(None, "mmap_size", 1i64 << 32);
-    let mut st = c.prepare(
-        "SELECT rowid, id, raw_size, data FROM blobs WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid",
-    )?;
-    let mut rows = st.query([first, last])?;
-    let mut decompressor = zstd::bulk::Decompressor::new().context("zstd decompressor")?;
-    // One buffer for every blob's raw bytes: no fresh pages to fault in and zero per blob.
-    let mut raw: Vec<u8> = Vec::new();
-    let mut want = rowids.iter().peekable();
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0;
-    while let Some(r) = rows.next()? {
-        let rowid: i64 = r.get(0)?;
-        while want.next_if(|w| **w < rowid).is_some() {}
-        if want.next_if_eq(&&rowid).is_none() {
-            continue;
-        }
-        let (id, size, data): (String, i64, Vec<u8>) = (r.get(1)?, r.get(2)?, r.get(3)?);
-        raw.clear();
-        raw.reserve(size.max(0) as usize);
-        let fits = decompressor
-            .decompress_to_buffer(&data, &mut raw)
-            .is_ok_and(|n| n as i64 == size);
-        if !fits {
-            bail!(
-                "{}: blob {id} is corrupt: it does not decompress to its {size} bytes (no rows were merged)",
-                src.display()
-            );
-        }
-        let got = hex::encode(Sha256::digest(&raw));
-        if got != id {
-            bail!(
-                "{}: blob {id} is corrupt: its bytes hash to {got} (no rows were merged)",
-                src.display()
-            );
-        }
-        batch_bytes += data.len();
-        batch.push((id, size, data));
-        if batch_bytes >= SEND_BATCH_BYTES {
-            if !send(std::mem::take(&mut batch)) {
-                return Ok(false);
-            }
-            batch_bytes = 0;
+impl BlobChecks {
+    fn start(sources: &[PathBuf]) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let (results_tx, results) = std::sync::mpsc::channel();
+        BlobChecks {
+            sources: sources.to_vec(),
+            cores,
+            ranges: Vec::new(),
+            passed: Vec::new(),
+            jobs: Some(jobs),
+            results,
+            results_tx: Some(results_tx),
+            queue: std::sync::Arc::new(std::sync::Mutex::new(queue)),
+            stop: Default::default(),
+            threads: Vec::new(),
         }
     }
-    Ok(batch.is_empty() || send(batch))
+
+    /// Queues the check of `rowids` (ascending) of source `i`; returns its jobs' numbers.
+    fn submit(&mut self, i: usize, rowids: &[i64]) -> std::ops::Range<usize> {
+        // A few jobs per core at least (a few hundred large blobs are as much work as
+        // thousands of small ones), at most JOB_BLOBS each.
+        let per_job = rowids.len().div_ceil(self.cores * 4).clamp(16, JOB_BLOBS);
+        let start = self.ranges.len();
+        for chunk in rowids.chunks(per_job) {
+            let k = self.ranges.len();
+            self.ranges.push((chunk[0], chunk[chunk.len() - 1]));
+            self.passed.push(false);
+            if let Some(jobs) = &self.jobs {
+                // The readers hold the other end until this is dropped.
+                let _ = jobs.send((k, i, chunk.to_vec()));
+            }
+        }
+        while self.threads.len() < self.cores.min(self.ranges.len()) {
+            self.spawn();
+        }
+        start..self.ranges.len()
+    }
+
+    fn spawn(&mut self) {
+        let (queue, stop) = (self.queue.clone(), self.stop.clone());
+        let results = self.results_tx.clone().expect("checks running");
+        let sources = self.sources.clone();
+        self.threads.push(std::thread::spawn(move || {
+            let mut checker = Checker::new();
+            loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let next = queue.lock().map(|q| q.recv());
+                let Ok(Ok((k, i, rowids))) = next else { break };
+                // A panic must still answer its job, or the merge would wait for it forever.
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut checker {
+                        Ok(c) => c.check(i, &sources[i], &rowids),
+                        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "{}: checking its blobs panicked",
+                            sources[i].display()
+                        ))
+                    });
+                if results.send((k, r)).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+
+    fn range(&self, k: usize) -> (i64, i64) {
+        self.ranges[k]
+    }
+
+    /// Waits until every job in `jobs` has passed; the first failure is the error.
+    fn wait(&mut self, jobs: impl IntoIterator<Item = usize>) -> Result<()> {
+        for k in jobs {
+            while !self.passed[k] {
+                let (done, checked) = self
+                    .results
+                    .recv()
+                    .map_err(|_| anyhow::anyhow!("the blob checks stopped early"))?;
+                checked?;
+                self.passed[done] = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BlobChecks {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.jobs = None;
+        self.results_tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One reader thread's state: the source it has open (kept while its jobs are of that source),
+/// a decompression context and one buffer for every blob's raw bytes.
+struct Checker {
+    open: Option<(usize, super::connection::SerialConnection)>,
+    decompressor: zstd::bulk::Decompressor<'static>,
+    raw: Vec<u8>,
+}
+
+impl Checker {
+    fn new() -> Result<Self> {
+        Ok(Checker {
+            open: None,
+            decompressor: zstd::bulk::Decompressor::new().context("zstd decompressor")?,
+            raw: Vec::new(),
+        })
+    }
+
+    /// Checks the blobs at `rowids` (ascending) of source `i` at `src`: one scan of their rowid
+    /// range, through a memory map of the file, borrowing each row's bytes.
+    fn check(&mut self, i: usize, src: &Path, rowids: &[i64]) -> Result<()> {
+        let (Some(&first), Some(&last)) = (rowids.first(), rowids.last()) else {
+            return Ok(());
+        };
+        if self.open.as_ref().is_none_or(|(j, _)| *j != i) {
+            self.open = None;
+            let c = super::connection::SerialConnection::open_with_flags(
+                src,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("{}: cannot read", src.display()))?;
+            // Pages read through a map instead of a copy into SQLite's cache each.
+            let _ = c.pragma_update(None, "mmap_size", 1i64 << 32);
+            self.open = Some((i, c));
+        }
+        let c = &self.open.as_ref().expect("opened above").1;
+        let mut st = c.prepare_cached(
+            "SELECT rowid, id, raw_size, data FROM blobs WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid",
+        )?;
+        let mut rows = st.query([first, last])?;
+        let mut want = rowids.iter().peekable();
+        while let Some(r) = rows.next()? {
+            let rowid: i64 = r.get(0)?;
+            while want.next_if(|w| **w < rowid).is_some() {}
+            if want.next_if_eq(&&rowid).is_none() {
+                continue;
+            }
+            let id = r.get_ref(1)?.as_str()?;
+            let size: i64 = r.get(2)?;
+            let data = r.get_ref(3)?.as_blob()?;
+            self.raw.clear();
+            self.raw.reserve(size.max(0) as usize);
+            let fits = self
+                .decompressor
+                .decompress_to_buffer(data, &mut self.raw)
+                .is_ok_and(|n| n as i64 == size);
+            if !fits {
+                bail!(
+                    "{}: blob {id} is corrupt: it does not decompress to its {size} bytes (no rows were merged)",
+                    src.display()
+                );
+            }
+            let got = hex::encode(Sha256::digest(&self.raw));
+            if got != id {
+                bail!(
+                    "{}: blob {id} is corrupt: its bytes hash to {got} (no rows were merged)",
+                    src.display()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A snapshot new to the destination must hash to its id from the source's entries.
-fn check_new_snapshots(dst: &Corpus, src: &Path) -> Result<()> {
-    let conn = dst.conn();
+fn check_new_snapshots(conn: &rusqlite::Connection, a: &str, src: &Path) -> Result<()> {
     let ids: Vec<String> = conn
-        .prepare(
-            "SELECT s.id FROM src.snapshots s WHERE NOT EXISTS (SELECT 1 FROM main.snapshots d WHERE d.id = s.id)",
-        )?
+        .prepare(&format!(
+            "SELECT s.id FROM {a}.snapshots s WHERE NOT EXISTS (SELECT 1 FROM main.snapshots d WHERE d.id = s.id)"
+        ))?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut st = conn.prepare(
-        "SELECT path, mode, blob FROM src.snapshot_entries WHERE snapshot = ?1 ORDER BY path",
-    )?;
+    let mut st = conn.prepare(&format!(
+        "SELECT path, mode, blob FROM {a}.snapshot_entries WHERE snapshot = ?1 ORDER BY path"
+    ))?;
     for id in ids {
         let mut entries: Vec<Entry> = st
             .query_map([&id], |r| {
@@ -614,30 +770,31 @@ fn check_new_snapshots(dst: &Corpus, src: &Path) -> Result<()> {
 
 /// Ingest records the destination does not have (same name, origin, revision and snapshot),
 /// in the source's order.
-fn merge_sources(conn: &rusqlite::Connection) -> Result<u64> {
+fn merge_sources(conn: &rusqlite::Connection, a: &str) -> Result<u64> {
     let n = conn.execute(
-        "INSERT INTO main.sources (name, origin, revision, snapshot, ingested_at, skipped)
-         SELECT s.name, s.origin, s.revision, s.snapshot, s.ingested_at, s.skipped FROM src.sources s
+        &format!("INSERT INTO main.sources (name, origin, revision, snapshot, ingested_at, skipped)
+         SELECT s.name, s.origin, s.revision, s.snapshot, s.ingested_at, s.skipped FROM {a}.sources s
          WHERE NOT EXISTS (SELECT 1 FROM main.sources d WHERE d.name = s.name AND d.origin = s.origin
                            AND d.revision IS s.revision AND d.snapshot = s.snapshot)
-         ORDER BY s.id",
+         ORDER BY s.id"),
         [],
     )?;
     Ok(n as u64)
 }
 
-fn copy_rows(conn: &rusqlite::Connection, t: &Table) -> Result<u64> {
+fn copy_rows(conn: &rusqlite::Connection, a: &str, t: &Table) -> Result<u64> {
     let sql = if t.name == "rollouts" {
         // Like `put_rollout`: a finished rollout replaces one the teacher failed.
-        "INSERT INTO main.rollouts SELECT * FROM src.rollouts WHERE true
+        format!(
+            "INSERT INTO main.rollouts SELECT * FROM {a}.rollouts WHERE true
          ON CONFLICT(id) DO UPDATE SET outcome = excluded.outcome, reason = excluded.reason,
            steps = excluded.steps, trajectory = excluded.trajectory, patch = excluded.patch,
            created_at = excluded.created_at
          WHERE rollouts.outcome = 'teacher-error' AND excluded.outcome <> 'teacher-error'"
-            .to_string()
+        )
     } else {
         format!(
-            "INSERT INTO main.{0} SELECT * FROM src.{0} WHERE true ON CONFLICT DO NOTHING",
+            "INSERT INTO main.{0} SELECT * FROM {a}.{0} WHERE true ON CONFLICT DO NOTHING",
             t.name
         )
     };
