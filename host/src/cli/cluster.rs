@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::cluster::engines::{self, ClusterRun, K8sOptions, SlurmOptions};
 use crate::cluster::status;
-use crate::pipeline::config::Pipeline;
+use crate::config::Pipeline;
 
 #[derive(Args, Debug)]
 pub struct SlurmArgs {

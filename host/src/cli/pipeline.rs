@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::pipeline::config::Pipeline;
+use crate::config::Pipeline;
 use crate::pipeline::run::Mode;
 
 #[derive(Args, Debug)]
@@ -138,7 +138,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 pub fn audit(args: AuditArgs) -> Result<ExitCode> {
-    let report = runtime()?.block_on(crate::pipeline::audit::audit(&args.manifest, &args.db))?;
+    let report = runtime()?.block_on(crate::audit::audit(&args.manifest, &args.db))?;
     for c in &report.checked {
         println!("ok: {c}");
     }
@@ -163,7 +163,7 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
             crate::output::REPORT
         })
     });
-    let same = runtime()?.block_on(crate::pipeline::audit::report(
+    let same = runtime()?.block_on(crate::audit::report(
         &args.manifest,
         &args.db,
         args.timings,
@@ -207,7 +207,7 @@ pub fn decontaminate(args: DecontaminateArgs) -> Result<ExitCode> {
 }
 
 pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
-    print!("{}", crate::pipeline::audit::explain(&args.db, &args.row)?);
+    print!("{}", crate::audit::explain(&args.db, &args.row)?);
     println!();
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::Result;
 
 use crate::corpus::Corpus;
-use crate::pipeline::run::Item;
 
 /// The keys of the items some worker finished for this pipeline.
 pub fn done_items(corpus: &Corpus, pipeline_sha256: &str) -> Result<HashSet<String>> {
@@ -18,12 +17,13 @@ pub fn done_items(corpus: &Corpus, pipeline_sha256: &str) -> Result<HashSet<Stri
         .collect())
 }
 
-/// What is missing, naming the workers to run again, when an item of `items` has no finished
-/// record for this pipeline in the corpus; `None` when every one is done.
+/// What is missing, naming the workers to run again, when an item of `items` (each its key and
+/// its partition key) has no finished record for this pipeline in the corpus; `None` when every
+/// one is done.
 pub fn unfinished(
     corpus: &Corpus,
     pipeline_sha256: &str,
-    items: &[Item],
+    items: &[(&str, String)],
 ) -> Result<Option<String>> {
     let records: HashMap<String, (String, bool)> = corpus
         .item_progress(pipeline_sha256)?
@@ -32,16 +32,16 @@ pub fn unfinished(
         .collect();
     let mut unfinished: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut never = Vec::new();
-    for item in items {
-        match records.get(&item.key) {
+    for (key, partition_key) in items {
+        match records.get(*key) {
             Some((_, true)) => {}
             Some((worker, false)) => {
                 let e = unfinished
                     .entry(worker.clone())
-                    .or_insert((0, item.key.clone()));
+                    .or_insert((0, key.to_string()));
                 e.0 += 1;
             }
-            None => never.push(item.partition_key()),
+            None => never.push(partition_key),
         }
     }
     if unfinished.is_empty() && never.is_empty() {
@@ -62,7 +62,7 @@ pub fn unfinished(
         let partitions = hint.and_then(|n| n.parse::<u32>().ok()).map(|n| {
             let mut parts: Vec<u32> = never
                 .iter()
-                .map(|k| crate::cluster::Worker::partition_of(k, n))
+                .map(|k| super::Worker::partition_of(k, n))
                 .collect();
             parts.sort_unstable();
             parts.dedup();

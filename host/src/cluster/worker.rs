@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn partitions_cover_every_key_once() {
         let keys: Vec<String> = (0..3000)
-            .map(|i| crate::pipeline::run::sha256_hex(format!("item {i}").as_bytes()))
+            .map(|i| crate::digest::sha256_hex(format!("item {i}").as_bytes()))
             .collect();
         for n in [1u32, 2, 3, 7] {
             let mut counts = vec![0usize; n as usize];

@@ -6,7 +6,21 @@ use sha2::{Digest, Sha256};
 
 use super::ingest::now_utc;
 use super::{Corpus, PreparedBlob};
-use crate::import::Imported;
+use crate::trajectory::Trajectory;
+
+/// One imported trajectory.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    pub format: &'static str,
+    pub source: String,
+    /// Where in the source: "whole file", "line 12".
+    pub locator: String,
+    pub instance_id: Option<String>,
+    pub trajectory: Trajectory,
+    pub patch: Option<String>,
+    /// Source fields kept as they are (SERA rows: target patch, function, problem statement).
+    pub meta: serde_json::Value,
+}
 
 /// The items of one source file on their way into the corpus (see `Corpus::import_writer`).
 pub struct ImportWriter<'c> {

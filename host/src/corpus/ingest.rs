@@ -118,7 +118,7 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        let cache = crate::plugin::default_cache_dir().unwrap_or_else(std::env::temp_dir);
+        let cache = crate::cache_dir::cache_dir().unwrap_or_else(std::env::temp_dir);
         Self {
             name: None,
             max_file_size: 2 << 20,

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 pub use exchanges::{Exchange, RolloutRow};
 pub use execs::{EnvRow, ExecRecord};
 pub use functions::{index_python, PyFunction};
-pub use imports::{ImportEntry, ImportRow, ImportWriter, PreparedImport};
+pub use imports::{ImportEntry, ImportRow, ImportWriter, Imported, PreparedImport};
 pub use ingest::{ingest, IngestOptions, IngestReport, Skipped, Source};
 pub use merge::{merge, MergeReport};
 pub use progress::{now_ms, ItemProgress, ItemStage};
@@ -96,10 +96,7 @@ impl PreparedBlob {
     }
 }
 
-/// Lower-case hex sha256 of `bytes`: how the corpus names content.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::digest::sha256_hex;
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SnapshotFunction {

@@ -8,8 +8,4 @@ pub mod rescore;
 pub mod reshard;
 pub mod select;
 
-use sha2::{Digest, Sha256};
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub(crate) use crate::digest::sha256_hex;

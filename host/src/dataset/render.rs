@@ -10,29 +10,11 @@
 //!
 //! `reasoning_content` is kept as it is in every rendering.
 
-use anyhow::{bail, Result};
 use serde_json::Value;
 
-use crate::rollout::trajectory::{Message, Role};
+use crate::trajectory::{Message, Role};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Render {
-    Openai,
-    Hermes,
-    Xml,
-}
-
-impl Render {
-    pub fn parse(s: &str) -> Result<Render> {
-        Ok(match s {
-            "openai" => Render::Openai,
-            "hermes" => Render::Hermes,
-            "xml" => Render::Xml,
-            other => bail!("unknown rendering {other:?} (known: openai, hermes, xml)"),
-        })
-    }
-}
+pub use crate::config::reshard::Render;
 
 /// A call's arguments as a JSON object text: the stored text when it is one, else wrapped.
 fn arguments_object(args: &str) -> String {
@@ -137,7 +119,7 @@ pub fn render(messages: &[Message], render: Render) -> Vec<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::trajectory::{FunctionCall, ToolCall};
+    use crate::trajectory::{FunctionCall, ToolCall};
 
     fn conversation() -> Vec<Message> {
         let mut a = Message::text(Role::Assistant, "Let me look.");

@@ -12,9 +12,9 @@ use serde_json::Value;
 use super::pairs::{Pair, Reference, ReferenceText, Unpaired};
 use super::sha256_hex;
 use crate::corpus::{Corpus, ImportEntry, StoredVerdict};
+use crate::digest::canonical_json;
 use crate::plugin::Limits;
 use crate::plugin::{LoadedPlugin, PatchPair, PluginEngine, PluginSource, Verifier};
-use crate::teacher::canonical_json;
 
 /// A scoring thread's verdicts, and its seconds reading pairs and in the plugin.
 type ThreadScores = (Vec<(String, StoredVerdict)>, f64, f64);
@@ -147,7 +147,7 @@ pub fn rescore(
         if v.failure.is_some() {
             report.failed += 1;
         } else if let Some(s) = v.score {
-            report.histogram[crate::pipeline::score_bucket(s)] += 1;
+            report.histogram[crate::shards::histogram::score_bucket(s)] += 1;
             sum += s;
             n += 1;
         } else {
@@ -278,7 +278,7 @@ impl RescoreReport {
         ));
         s.push_str(&format!(
             "scores: {}; mean {}; no score {}; plugin failures {}\n",
-            crate::pipeline::render_histogram(&self.histogram),
+            crate::shards::histogram::render_histogram(&self.histogram),
             self.mean.map_or("-".into(), |m| format!("{m:.4}")),
             self.no_score,
             self.failed

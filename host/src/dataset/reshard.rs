@@ -9,102 +9,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::pairs::Reference;
-use super::render::{render, Render};
+use super::render::render;
 use super::rescore::{rescore, RescoreReport, VerifierSpec};
 use super::select::{Facts, Selection};
 use super::sha256_hex;
+use crate::config::reshard::{d_reference, d_table, d_verifier};
+pub use crate::config::reshard::{Render, ReshardSpec, VerifySpec};
+use crate::config::{abs, resolve_plugin, resolve_tokenizer};
 use crate::corpus::{Corpus, ImportEntry};
-use crate::output::decontam::{Action, DecontaminateSection, Hit, Index};
-use crate::output::dedup::DedupSection;
+use crate::digest::canonical_json;
+use crate::output::decontam::{Action, Hit, Index};
 use crate::output::facts::{assistant_text, RowFacts};
 use crate::output::DocInputs;
-use crate::pipeline::config::{
-    abs, resolve_plugin, resolve_tokenizer, FilterSpec, TruncationSection,
-};
-use crate::pipeline::rows::{decide, ChosenRows, RowSpill};
-use crate::pipeline::run::{load_filters, load_truncator};
-use crate::pipeline::{tool_versions, Manifest, PluginRef, MANIFEST_FORMAT};
 use crate::plugin::{PluginEngine, TrajectoryFilter, Truncator};
-use crate::rollout::trajectory::{Message, Trajectory};
-use crate::teacher::canonical_json;
+use crate::shards::manifest::{
+    tool_versions, Manifest, PluginRef, ReshardManifest, MANIFEST_FORMAT,
+};
+use crate::shards::plugins::{load_filters, load_truncator, token_counter};
+use crate::shards::rows::{decide, ChosenRows, RowSpill};
 use crate::tokenizer::{TokenCounter, TokenizerSource};
-
-/// Which verifier gives `r`, and against what.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct VerifySpec {
-    #[serde(default = "d_verifier")]
-    pub plugin: String,
-    #[serde(default = "d_table")]
-    pub config: Value,
-    /// `["p1"]`, or files and directories of reference patches (SWE-bench instance JSON,
-    /// JSONL, `INSTANCE.patch`).
-    #[serde(default = "d_reference")]
-    pub reference: Vec<String>,
-}
-
-fn d_verifier() -> String {
-    "builtin:line-recall".into()
-}
-fn d_table() -> Value {
-    json!({})
-}
-fn d_reference() -> Vec<String> {
-    vec!["p1".into()]
-}
-fn d_rows_per_shard() -> usize {
-    1000
-}
-
-/// Everything that decides the rows, resolved (paths absolute): what the manifest embeds.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ReshardSpec {
-    #[serde(default)]
-    pub select: Option<String>,
-    #[serde(default = "d_render")]
-    pub render: Render,
-    #[serde(default = "d_rows_per_shard")]
-    pub rows_per_shard: usize,
-    #[serde(default)]
-    pub verify: Option<VerifySpec>,
-    #[serde(default)]
-    pub filters: Vec<FilterSpec>,
-    /// None: every message kept.
-    #[serde(default)]
-    pub truncation: Option<TruncationSection>,
-    /// The dataset card's `license`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub license: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decontaminate: Option<DecontaminateSection>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dedup: Option<DedupSection>,
-}
-
-fn d_render() -> Render {
-    Render::Openai
-}
-
-impl Default for ReshardSpec {
-    fn default() -> Self {
-        ReshardSpec {
-            select: None,
-            render: Render::Openai,
-            rows_per_shard: d_rows_per_shard(),
-            verify: None,
-            filters: Vec::new(),
-            truncation: None,
-            license: None,
-            decontaminate: None,
-            dedup: None,
-        }
-    }
-}
+use crate::trajectory::{Message, Trajectory};
 
 /// Command-line values that replace the file's.
 #[derive(Debug, Default)]
@@ -215,19 +143,6 @@ fn reference_path(base: &Path, r: &str) -> String {
     }
 }
 
-/// What a reshard manifest records besides the common fields.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-pub struct ReshardManifest {
-    pub spec: ReshardSpec,
-    /// Stored trajectories considered, and sha256 over "import-id trajectory-sha256
-    /// patch-sha256" lines in id order.
-    pub imports: usize,
-    pub imports_sha256: String,
-    /// sha256 over the reference patches by instance, when they come from files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub references_sha256: Option<String>,
-}
-
 /// A shard row made from a stored trajectory.
 #[derive(Serialize)]
 struct Row<'a> {
@@ -311,7 +226,7 @@ struct Plugins {
 fn load_plugins(spec: &ReshardSpec) -> Result<Plugins> {
     let engine = PluginEngine::with_default_cache()?;
     let tokens = Arc::new(match &spec.truncation {
-        Some(t) => crate::pipeline::run::token_counter(&t.tokenizer)?,
+        Some(t) => token_counter(&t.tokenizer)?,
         None => TokenCounter::new(&TokenizerSource::Estimate)?,
     });
     let mut refs = BTreeMap::new();
@@ -631,7 +546,10 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
     }
     if let Some(v) = &spec.verify {
         settings.push((
-            format!("verify: {}", crate::pipeline::plugin_name(&v.plugin)),
+            format!(
+                "verify: {}",
+                crate::shards::manifest::plugin_name(&v.plugin)
+            ),
             format!(
                 "{} against {}",
                 v.config,
@@ -645,13 +563,19 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
     }
     for f in &spec.filters {
         settings.push((
-            format!("filter: {}", crate::pipeline::plugin_name(&f.plugin)),
+            format!(
+                "filter: {}",
+                crate::shards::manifest::plugin_name(&f.plugin)
+            ),
             f.config.to_string(),
         ));
     }
     if let Some(t) = &spec.truncation {
         settings.push((
-            format!("truncation: {}", crate::pipeline::plugin_name(&t.plugin)),
+            format!(
+                "truncation: {}",
+                crate::shards::manifest::plugin_name(&t.plugin)
+            ),
             format!(
                 "budget {} tokens, min ratio {}, tokenizer {}",
                 t.budget, t.min_ratio, t.tokenizer.kind
@@ -731,7 +655,7 @@ pub fn build(db: &Path, spec: &ReshardSpec, verdicts: Verdicts, threads: usize) 
 /// `sera-host shards`: builds and writes the shards and the manifest into `out`.
 pub fn execute(db: &Path, out: &Path, spec: &ReshardSpec, threads: usize) -> Result<ReshardReport> {
     let mut built = build(db, spec, Verdicts::Reuse, threads)?;
-    let path = crate::pipeline::write_output(
+    let path = crate::shards::manifest::write_output(
         out,
         &mut built.manifest,
         &built.rows,

@@ -60,7 +60,7 @@ pub fn exec_key(
     if let Some(s) = scope {
         key["scope"] = json!(s);
     }
-    hex::encode(Sha256::digest(crate::teacher::canonical_json(&key)))
+    hex::encode(Sha256::digest(crate::digest::canonical_json(&key)))
 }
 
 fn reply(rec: &ExecRecord, output: &[u8]) -> ExecReply {

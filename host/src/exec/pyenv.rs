@@ -74,7 +74,7 @@ pub fn envs_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SERA_HOST_ENVS") {
         return d.into();
     }
-    crate::plugin::default_cache_dir()
+    crate::cache_dir::cache_dir()
         .unwrap_or_else(|| std::env::temp_dir().join("sera-host"))
         .join("envs")
 }
@@ -357,7 +357,7 @@ pub fn build(
             .map(|l| format!("{l}\n"))
             .collect();
         let id = hex::encode(Sha256::digest(
-            crate::teacher::canonical_json(&serde_json::json!({
+            crate::digest::canonical_json(&serde_json::json!({
                 "snapshot": snapshot,
                 "interpreter": interpreter,
                 "requirements": requirements,

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use super::Imported;
-use crate::rollout::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
+use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
 /// The first ```bash (or ```sh) block of an assistant message.
 pub fn bash_action(text: &str) -> Option<String> {
@@ -51,7 +51,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
                     let id = format!("call_{i}");
                     msg.tool_calls.push(ToolCall {
                         function: FunctionCall {
-                            arguments: crate::teacher::canonical_json(&json!({"command": action})),
+                            arguments: crate::digest::canonical_json(&json!({"command": action})),
                             name: "bash".into(),
                         },
                         id: id.clone(),

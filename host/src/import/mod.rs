@@ -13,7 +13,6 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::corpus::{Corpus, PreparedBlob, PreparedImport};
-use crate::rollout::trajectory::Trajectory;
 
 /// The tool that text-action agents (SWE-agent 0.x, mini-swe-agent) use implicitly: their
 /// action lines become calls to it, and rows need its spec so chat templates can render them.
@@ -35,9 +34,7 @@ pub fn bash_tool_spec() -> serde_json::Value {
 /// The specs a trajectory's tools get when its source lists none: `bash` as above, and for
 /// any other function it calls, a spec inferred from its calls (the argument names seen, each
 /// typed by its JSON value), in name order.
-pub(crate) fn implicit_tools(
-    messages: &[crate::rollout::trajectory::Message],
-) -> Vec<serde_json::Value> {
+pub(crate) fn implicit_tools(messages: &[crate::trajectory::Message]) -> Vec<serde_json::Value> {
     use serde_json::{json, Map, Value};
     let mut seen: std::collections::BTreeMap<&str, Map<String, Value>> = Default::default();
     for c in messages.iter().flat_map(|m| &m.tool_calls) {
@@ -74,19 +71,7 @@ pub(crate) fn implicit_tools(
         .collect()
 }
 
-/// One imported trajectory.
-#[derive(Clone, Debug)]
-pub struct Imported {
-    pub format: &'static str,
-    pub source: String,
-    /// Where in the source: "whole file", "line 12".
-    pub locator: String,
-    pub instance_id: Option<String>,
-    pub trajectory: Trajectory,
-    pub patch: Option<String>,
-    /// Source fields kept as they are (SERA rows: target patch, function, problem statement).
-    pub meta: serde_json::Value,
-}
+pub use crate::corpus::Imported;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -4,7 +4,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
 use super::Imported;
-use crate::rollout::trajectory::{Message, Role, Trajectory};
+use crate::trajectory::{Message, Role, Trajectory};
 
 /// One line (`n`, from 1) of the file `shown`.
 pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {

@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{Map, Value};
 
 use super::Imported;
-use crate::rollout::trajectory::Trajectory;
+use crate::trajectory::Trajectory;
 
 const META: [&str; 6] = [
     "target_patch",

@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
 use super::Imported;
-use crate::rollout::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
+use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
 /// Text of a `content` that is a string or a list of `{type, text}` parts.
 fn content_text(v: &Value, at: &str) -> Result<String> {
@@ -54,7 +54,7 @@ fn arguments(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "{}".into(),
-        other => crate::teacher::canonical_json(other),
+        other => crate::digest::canonical_json(other),
     }
 }
 
@@ -199,7 +199,7 @@ pub fn history_messages(history: &[Value], shown: &str) -> Result<Vec<Message>> 
                     calls_seen.insert(id.clone());
                     m.tool_calls.push(ToolCall {
                         function: FunctionCall {
-                            arguments: crate::teacher::canonical_json(
+                            arguments: crate::digest::canonical_json(
                                 &json!({"command": action.trim_end_matches('\n')}),
                             ),
                             name: "bash".into(),

@@ -425,7 +425,7 @@ impl Index {
         &self,
         function: Option<(&str, &FunctionRef)>,
         instance_id: Option<&str>,
-        messages: &[crate::rollout::trajectory::Message],
+        messages: &[crate::trajectory::Message],
         patch: &str,
     ) -> Vec<Hit> {
         let mut hits = Vec::new();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rollout::trajectory::{Message, Role, Trajectory};
+use crate::trajectory::{Message, Role, Trajectory};
 
 /// Where a row's function lives (pipeline rows; imported rows have none).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

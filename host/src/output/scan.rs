@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::decontam::Index;
 use crate::corpus::Corpus;
-use crate::rollout::trajectory::Trajectory;
+use crate::trajectory::Trajectory;
 
 #[derive(Debug, Default, Serialize)]
 pub struct ScanReport {

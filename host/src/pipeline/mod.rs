@@ -2,67 +2,32 @@
 //! rollout 2, verification, filters, truncation, shards; each item's outputs stored in the
 //! corpus keyed by their inputs, so a stopped run resumes and a replayed run is identical.
 
-pub mod audit;
-pub mod config;
+/// pipeline.toml: below the pipeline, which shares it with `shards`; here for older paths.
+pub use crate::config;
 pub mod progress;
 pub mod rows;
 pub mod run;
-pub mod shards;
+/// The shard files, below `run` and `shards`; here for older paths.
+pub use crate::shards::files as shards;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::config::{Pipeline, Resolved};
 use crate::corpus::{ingest, Corpus, IngestOptions, Source};
-use crate::teacher::canonical_json;
-use config::{Pipeline, Resolved};
+use crate::digest::canonical_json;
+pub use crate::shards::histogram::{render_histogram, score_bucket};
+pub use crate::shards::manifest::{
+    manifest_bytes, plugin_name, read_manifest, tool_versions, write_output, Manifest, PluginRef,
+    SnapshotRef, MANIFEST_FORMAT,
+};
 use run::{sha256_hex, ItemResult, Mode, Stages};
 use sha2::Digest as _;
-use shards::ShardInfo;
-
-pub const MANIFEST_FORMAT: &str = "sera-host-shards/1";
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SnapshotRef {
-    pub repo: String,
-    pub snapshot: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PluginRef {
-    pub source: String,
-    pub sha256: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub format: String,
-    pub tool_versions: BTreeMap<String, String>,
-    /// sha256 of the canonical JSON of what made the rows: the pipeline, or the reshard spec.
-    pub pipeline_sha256: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pipeline: Option<Resolved>,
-    /// Shards made by `sera-host shards` from stored trajectories.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reshard: Option<crate::dataset::reshard::ReshardManifest>,
-    pub plugins: BTreeMap<String, PluginRef>,
-    /// `qwen-bpe`/`json` with the sha256 over its files, or `estimate`.
-    pub tokenizer: BTreeMap<String, String>,
-    pub snapshots: Vec<SnapshotRef>,
-    /// The recorded exchanges behind the rows: how many, and sha256 over
-    /// "request sample response-sha256" lines in sorted order.
-    pub exchanges: BTreeMap<String, Value>,
-    pub rows: usize,
-    pub shards: Vec<ShardInfo>,
-    pub merkle_root: String,
-    /// The dataset card and the report: what they hash to (they are rebuilt by `audit`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub documents: Vec<crate::output::DocumentInfo>,
-}
 
 /// What a run did, for the closing summary.
 #[derive(Debug, Default, Serialize)]
@@ -90,21 +55,6 @@ pub struct Summary {
     pub worker: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<PathBuf>,
-}
-
-pub(crate) fn tool_versions() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("sera-host".into(), env!("CARGO_PKG_VERSION").into()),
-        ("wasmtime".into(), "48.0.8".into()),
-        (
-            "zstd".into(),
-            format!(
-                "{} (level {})",
-                zstd::zstd_safe::version_string(),
-                shards::ZSTD_LEVEL
-            ),
-        ),
-    ])
 }
 
 /// `python-stdlib:NAME`: a package or module of the machine's own Python, found by asking
@@ -256,18 +206,6 @@ pub struct Built {
     pub docs: crate::output::DocInputs,
 }
 
-/// A plugin as the card names it: `builtin:NAME`, or a component's file name (not a path of
-/// this machine).
-pub fn plugin_name(spec: &str) -> String {
-    if spec.starts_with("builtin:") {
-        spec.to_string()
-    } else {
-        Path::new(spec)
-            .file_name()
-            .map_or(spec.to_string(), |n| n.to_string_lossy().into_owned())
-    }
-}
-
 /// The pipeline in a paragraph, for the card.
 fn describe_pipeline(cfg: &Resolved, snapshots: &[SnapshotRef]) -> String {
     let repos: Vec<String> = snapshots.iter().map(|s| format!("`{}`", s.repo)).collect();
@@ -380,7 +318,11 @@ pub async fn build_scoped(
     }
     if scope.finalize {
         let c = corpus.lock().expect("corpus lock");
-        if let Some(missing) = crate::cluster::finalize::unfinished(&c, &pipeline_sha256, &items)? {
+        let keys: Vec<(&str, String)> = items
+            .iter()
+            .map(|i| (i.key.as_str(), i.partition_key()))
+            .collect();
+        if let Some(missing) = crate::cluster::finalize::unfinished(&c, &pipeline_sha256, &keys)? {
             if !scope.allow_incomplete {
                 anyhow::bail!(missing);
             }
@@ -640,33 +582,6 @@ pub async fn build_scoped(
     })
 }
 
-pub fn manifest_bytes(m: &Manifest) -> Result<Vec<u8>> {
-    let mut b = serde_json::to_vec_pretty(m)?;
-    b.push(b'\n');
-    Ok(b)
-}
-
-/// Writes the shards, then the manifest (with their hashes and Merkle root) through a
-/// temporary file: a manifest on disk always describes finished shards.
-pub fn write_output(
-    out: &Path,
-    manifest: &mut Manifest,
-    rows: &rows::ChosenRows,
-    per_shard: usize,
-    docs: &crate::output::DocInputs,
-) -> Result<PathBuf> {
-    let shards = shards::write_shards(out, rows, per_shard)?;
-    manifest.merkle_root = shards::merkle_root_hex(&shards)?;
-    manifest.shards = shards;
-    manifest.documents = crate::output::write_documents(out, docs, &manifest.merkle_root)?;
-    let path = out.join("manifest.json");
-    let tmp = out.join(".manifest.json.tmp");
-    std::fs::write(&tmp, manifest_bytes(manifest)?)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(path)
-}
-
 /// `sera-host run`: ingest, run every stage, write the shards and the manifest.
 pub async fn execute(p: &Pipeline, mode: Mode, progress: bool) -> Result<Summary> {
     execute_scoped(p, mode, progress, Scope::default()).await
@@ -765,47 +680,4 @@ impl Summary {
         ));
         s
     }
-}
-
-/// The bucket of a score in a histogram of tenths: [0, 0.1) is 0, ..., [0.9, 1.0) is 9, and
-/// exactly 1.0 is 10.
-pub fn score_bucket(score: f64) -> usize {
-    if score >= 1.0 {
-        10
-    } else {
-        ((score * 10.0).floor() as usize).min(10)
-    }
-}
-
-/// "0.0:3 0.5:1 1.0:7", or "-" when empty.
-pub fn render_histogram(h: &[usize; 11]) -> String {
-    let labels = [
-        "0.0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0",
-    ];
-    let parts: Vec<String> = labels
-        .iter()
-        .zip(h)
-        .filter(|(_, n)| **n > 0)
-        .map(|(l, n)| format!("{l}:{n}"))
-        .collect();
-    if parts.is_empty() {
-        "-".into()
-    } else {
-        parts.join(" ")
-    }
-}
-
-/// Reads a manifest, naming the file in errors.
-pub fn read_manifest(path: &Path) -> Result<Manifest> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("{}: cannot read the manifest", path.display()))?;
-    let m: Manifest = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: not a sera-host manifest", path.display()))?;
-    anyhow::ensure!(
-        m.format == MANIFEST_FORMAT,
-        "{}: manifest format {:?}, this sera-host reads {MANIFEST_FORMAT:?}",
-        path.display(),
-        m.format
-    );
-    Ok(m)
 }

@@ -3,12 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::config::TruncationSection;
 use super::run::{sha256_hex, ItemResult, RolloutRef, Stages};
 use crate::output::decontam::{Action, Hit};
 use crate::output::facts::{assistant_text, RowFacts};
-use crate::plugin::{TrajectoryFilter, Truncator};
-use crate::rollout::trajectory::{Message, Trajectory};
+pub use crate::shards::rows::{decide, ChosenRows, Decision, RowSpill};
+use crate::trajectory::{Message, Trajectory};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Metadata {
@@ -36,64 +35,6 @@ pub struct Row {
     pub messages: Vec<Message>,
     pub tools: Vec<Value>,
     pub metadata: Metadata,
-}
-
-/// What the filters and truncation decided about one trajectory.
-#[derive(Clone, Debug, Serialize)]
-pub struct Decision {
-    pub stage: String,
-    /// Why it was dropped (the first filter's reason, or truncation's), if it was.
-    pub dropped: Option<String>,
-    pub ratio: Option<f64>,
-    /// Messages kept by truncation.
-    pub kept_messages: Option<usize>,
-}
-
-/// Filters in order (the first that drops decides), then truncation (none: every message
-/// kept) for one trajectory.
-pub fn decide(
-    filters: &[TrajectoryFilter],
-    truncation: Option<(&Truncator, &TruncationSection)>,
-    item: &str,
-    stage: &str,
-    trajectory: &Trajectory,
-    patch: &str,
-) -> Decision {
-    let mut decision = Decision {
-        stage: stage.into(),
-        dropped: None,
-        ratio: None,
-        kept_messages: None,
-    };
-    for f in filters {
-        match crate::rollout::agent_blocking(|| f.check(item, trajectory, patch)) {
-            Ok(None) => {}
-            Ok(Some(why)) => decision.dropped = Some(why),
-            Err(e) => decision.dropped = Some(format!("filter {} failed: {e}", f.name())),
-        }
-        if decision.dropped.is_some() {
-            return decision;
-        }
-    }
-    let all = trajectory.messages.len();
-    let Some((truncator, cfg)) = truncation else {
-        decision.ratio = Some(1.0);
-        decision.kept_messages = Some(all);
-        return decision;
-    };
-    match crate::rollout::agent_blocking(|| truncator.keep(item, trajectory, cfg.budget)) {
-        Ok(Some(n)) => {
-            let ratio = if all == 0 { 0.0 } else { n as f64 / all as f64 };
-            decision.ratio = Some(ratio);
-            decision.kept_messages = Some(n);
-            if ratio < cfg.min_ratio {
-                decision.dropped = Some(format!("truncation ratio {ratio:.3} < {}", cfg.min_ratio));
-            }
-        }
-        Ok(None) => decision.dropped = Some("truncation: nothing fits the budget".into()),
-        Err(f) => decision.dropped = Some(format!("truncation failed: {f}")),
-    }
-    decision
 }
 
 /// A candidate row with what decided it.
@@ -281,115 +222,6 @@ impl RowMeta {
             hits: c.hits.clone(),
             signatures: c.signatures.clone(),
         }
-    }
-}
-
-/// Candidate rows, appended to an unnamed temporary file as items finish.
-pub struct RowSpill {
-    file: std::fs::File,
-    at: Vec<(u64, usize)>,
-    end: u64,
-}
-
-impl RowSpill {
-    pub fn new() -> anyhow::Result<Self> {
-        Ok(RowSpill {
-            file: tempfile::tempfile()?,
-            at: Vec::new(),
-            end: 0,
-        })
-    }
-
-    pub fn push(&mut self, row: &[u8]) -> anyhow::Result<()> {
-        use std::io::Write;
-        self.file.write_all(row)?;
-        self.at.push((self.end, row.len()));
-        self.end += row.len() as u64;
-        Ok(())
-    }
-
-    pub fn len(&self) -> usize {
-        self.at.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.at.is_empty()
-    }
-
-    pub fn get(&self, i: usize) -> anyhow::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let (off, len) = self.at[i];
-        let mut buf = vec![0; len];
-        self.file.read_exact_at(&mut buf, off)?;
-        Ok(buf)
-    }
-}
-
-/// The rows a run emits, in shard order, read from the spills one at a time.
-pub struct ChosenRows {
-    spills: Vec<RowSpill>,
-    /// (spill, row in it) in shard order.
-    order: Vec<(usize, usize)>,
-    /// Consecutive groups of rows written as their own shards (`shard-NAME-00000...`) when
-    /// there are several; one group is written as `shard-00000...`.
-    splits: Vec<(String, usize)>,
-}
-
-impl ChosenRows {
-    pub fn new(spill: RowSpill, order: Vec<usize>) -> Self {
-        Self::from_parts(vec![spill], order.into_iter().map(|i| (0, i)).collect())
-    }
-
-    /// The rows as consecutive named groups (their counts add up to [`ChosenRows::len`]).
-    pub fn with_splits(mut self, splits: Vec<(String, usize)>) -> Self {
-        debug_assert_eq!(splits.iter().map(|s| s.1).sum::<usize>(), self.order.len());
-        self.splits = splits;
-        self
-    }
-
-    /// (shard file name, rows) in order, `per` rows a shard.
-    pub fn shard_plan(&self, per: usize) -> Vec<(String, std::ops::Range<usize>)> {
-        let per = per.max(1);
-        let mut out = Vec::new();
-        let mut at = 0;
-        let named = self.splits.len() > 1;
-        for (name, n) in &self.splits {
-            for (i, start) in (at..at + n).step_by(per).enumerate() {
-                let end = (start + per).min(at + n);
-                let file = if named {
-                    format!("shard-{name}-{i:05}.jsonl.zst")
-                } else {
-                    super::shards::shard_name(i)
-                };
-                out.push((file, start..end));
-            }
-            at += n;
-        }
-        out
-    }
-
-    /// The rows at `order` ((spill, row in it)) of `spills`, in that order.
-    pub fn from_parts(spills: Vec<RowSpill>, order: Vec<(usize, usize)>) -> Self {
-        let n = order.len();
-        ChosenRows {
-            spills,
-            order,
-            splits: vec![("train".into(), n)],
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-
-    /// The `k`th row in shard order.
-    pub fn get(&self, k: usize) -> anyhow::Result<Vec<u8>> {
-        let (s, i) = self.order[k];
-        self.spills[s].get(i)
     }
 }
 

@@ -2,6 +2,7 @@
 //! synthesis, rollout 2, verification. Every teacher exchange is recorded, every rollout and
 //! stage output is stored keyed by its inputs, so a stopped run picks up where it was.
 
+use crate::shards::plugins::{load_filters, load_truncator, plugin_config, token_counter};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use super::config::{Prompt, Resolved};
+use crate::config::{Prompt, Resolved};
 use crate::corpus::{in_tests_path, RolloutRow, SnapshotFunction};
 use crate::plugin::{
     Limits, LlmFn, LlmRequest, PatchPair, PluginEngine, PluginSource, PrSynthesizer, ToolsPlugin,
@@ -19,13 +20,13 @@ use crate::plugin::{
 };
 use crate::rollout::agent_blocking as blocking;
 use crate::rollout::job::{function_vars, rollout_id, workspace_root, SharedCorpus};
-use crate::rollout::trajectory::{Message, Role, Trajectory};
 use crate::rollout::{run, Outcome, RolloutSpec, Sampling, Templates};
 use crate::teacher::{
     canonical_json, ChatRequest, OpenAiTeacher, RecordingTeacher, ReplayTeacher, RetryPolicy,
     ScriptedTeacher, Teacher,
 };
-use crate::tokenizer::{TokenCounter, TokenizerSource};
+use crate::tokenizer::TokenCounter;
+use crate::trajectory::{Message, Role, Trajectory};
 
 /// (request sha256, sample) of recorded exchanges.
 pub type Exchanges = Vec<(String, u32)>;
@@ -230,7 +231,7 @@ pub struct Stages {
 }
 
 /// The sandbox limits a pipeline's `[rollout.exec]` names.
-pub fn sandbox_config(e: &super::config::ExecSection) -> crate::sandbox::SandboxConfig {
+pub fn sandbox_config(e: &crate::config::ExecSection) -> crate::sandbox::SandboxConfig {
     crate::sandbox::SandboxConfig {
         timeout: Duration::from_secs(e.timeout_s.into()),
         memory_mib: e.memory_mib,
@@ -245,87 +246,6 @@ pub fn sandbox_config(e: &super::config::ExecSection) -> crate::sandbox::Sandbox
             .collect(),
         ..Default::default()
     }
-}
-
-/// The token counter a tokenizer section names; with `fallback_to_estimate`, the estimate (and a
-/// warning) when its files cannot be read.
-pub fn token_counter(tk: &super::config::TokenizerSection) -> Result<TokenCounter> {
-    let source = match tk.kind.as_str() {
-        "qwen-bpe" => TokenizerSource::BpeFiles {
-            dir: tk.dir.clone().expect("checked at load"),
-            config: tk.config.clone().expect("checked at load"),
-        },
-        "json" => TokenizerSource::Json(tk.path.clone().expect("checked at load")),
-        _ => TokenizerSource::Estimate,
-    };
-    match TokenCounter::new(&source) {
-        Ok(t) => Ok(t),
-        Err(e) if tk.fallback_to_estimate => {
-            eprintln!(
-                "warning: tokenizer: {e:#}; counting tokens with the ESTIMATE (bytes / 4) instead"
-            );
-            TokenCounter::new(&TokenizerSource::Estimate)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// The `[[filters]]` plugins in order, each recorded in `hashes` (source, sha256) as
-/// `filters[i]`. Shared by `run` and `shards`, so both name them alike in their manifests.
-pub fn load_filters(
-    engine: &PluginEngine,
-    specs: &[super::config::FilterSpec],
-    tokens: &Arc<TokenCounter>,
-    hashes: &mut BTreeMap<String, super::PluginRef>,
-) -> Result<Vec<TrajectoryFilter>> {
-    let mut filters = Vec::new();
-    for (i, f) in specs.iter().enumerate() {
-        let loaded = engine.load(&PluginSource::parse(&f.plugin)?)?;
-        filters.push(TrajectoryFilter::new(
-            engine,
-            &loaded,
-            &plugin_config(&f.config),
-            Limits::default(),
-            tokens.clone(),
-        )?);
-        hashes.insert(
-            format!("filters[{i}]"),
-            super::PluginRef {
-                source: f.plugin.clone(),
-                sha256: loaded.sha256.clone(),
-            },
-        );
-    }
-    Ok(filters)
-}
-
-/// The `[truncation]` plugin, recorded in `hashes` as `truncation`.
-pub fn load_truncator(
-    engine: &PluginEngine,
-    section: &super::config::TruncationSection,
-    tokens: &Arc<TokenCounter>,
-    hashes: &mut BTreeMap<String, super::PluginRef>,
-) -> Result<Truncator> {
-    let loaded = engine.load(&PluginSource::parse(&section.plugin)?)?;
-    let truncator = Truncator::new(
-        engine,
-        &loaded,
-        &plugin_config(&section.config),
-        Limits::default(),
-        tokens.clone(),
-    )?;
-    hashes.insert(
-        "truncation".into(),
-        super::PluginRef {
-            source: section.plugin.clone(),
-            sha256: loaded.sha256.clone(),
-        },
-    );
-    Ok(truncator)
-}
-
-fn plugin_config(v: &Value) -> String {
-    canonical_json(v)
 }
 
 impl Stages {

@@ -11,18 +11,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-/// sera-host's cache directory: `$SERA_HOST_CACHE_DIR`, else `$XDG_CACHE_HOME/sera-host`, else
-/// `~/.cache/sera-host`.
-pub fn default_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("SERA_HOST_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(dir).join("sera-host"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("sera-host"))
-}
-
 /// Compiled components, one file each, under `<cache dir>/modules`.
 pub(crate) struct CompileCache {
     dir: PathBuf,

@@ -15,8 +15,8 @@ use super::engine::{LoadedPlugin, PluginEngine};
 use super::inspect::{inspect, WorldKind};
 use super::limits::Limits;
 use super::verifier::{PatchPair, Verdict, Verifier};
-use crate::rollout::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 use crate::tokenizer::{TokenCounter, TokenizerSource};
+use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
 #[derive(Debug, Serialize)]
 pub struct Check {

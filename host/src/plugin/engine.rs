@@ -50,9 +50,9 @@ impl PluginEngine {
         })
     }
 
-    /// An engine caching in the default directory (see [`CompileCache::default_dir`]).
+    /// An engine caching in the default directory (see [`crate::cache_dir::cache_dir`]).
     pub fn with_default_cache() -> Result<Self> {
-        Self::new(super::cache::default_dir().map(|d| d.join("modules")))
+        Self::new(crate::cache_dir::cache_dir().map(|d| d.join("modules")))
     }
 
     pub fn engine(&self) -> &Engine {

@@ -19,7 +19,6 @@ mod writes;
 pub mod check;
 pub mod scaffold;
 
-pub use cache::default_dir as default_cache_dir;
 pub use engine::{LoadedPlugin, PluginEngine};
 pub use exec_host::{ExecHost, ExecReply, ExecRequest, NoExec};
 pub use failure::{FailureKind, PluginFailure};

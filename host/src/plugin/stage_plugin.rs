@@ -14,8 +14,8 @@ use super::failure::{classify, FailureKind, PluginFailure};
 use super::inspect::{inspect, WorldKind};
 use super::limits::Limits;
 use super::state::StoreState;
-use crate::rollout::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 use crate::tokenizer::TokenCounter;
+use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
 mod pr_bindings {
     wasmtime::component::bindgen!({

@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::patch::{changed_patch, workspace_patch};
-use super::trajectory::{Message, Role, Step, Trajectory};
 use crate::corpus::{Entry, MODE_SYMLINK};
 use crate::plugin::ToolSession;
 use crate::teacher::{ChatRequest, Teacher};
+use crate::trajectory::{Message, Role, Step, Trajectory};
 
 /// Prompt templates (minijinja). Variables: `working_dir`, `start_fn`, `start_fn_file`,
 /// `problem_statement` and any the caller adds; `review` also gets `diff`.

@@ -3,7 +3,8 @@
 mod agent;
 pub mod job;
 pub mod patch;
-pub mod trajectory;
+/// The trajectory types live below every layer that uses them; here for older paths.
+pub use crate::trajectory;
 
 pub(crate) use agent::{blocking as agent_blocking, render as render_template};
 pub use agent::{run, Outcome, Rollout, RolloutSpec, Sampling, Templates};

@@ -19,7 +19,8 @@ pub use openai::{endpoint_url, OpenAiTeacher, RetryPolicy};
 pub use record::{RecordingTeacher, ReplayTeacher};
 pub use scripted::ScriptedTeacher;
 
-use crate::rollout::trajectory::{FunctionCall, Message, Role, ToolCall, Usage};
+pub use crate::digest::canonical_json;
+use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Usage};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -82,26 +83,6 @@ impl ChatRequest {
     pub fn sha256(&self) -> &str {
         &self.prepare().1
     }
-}
-
-/// JSON with object keys sorted at every level and no insignificant whitespace.
-pub fn canonical_json(value: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                Value::Object(
-                    keys.into_iter()
-                        .map(|k| (k.clone(), sorted(&m[k])))
-                        .collect(),
-                )
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    serde_json::to_string(&sorted(value)).expect("JSON values serialise")
 }
 
 /// One answer of a teacher.
@@ -397,10 +378,10 @@ mod tests {
         // Without extra fields, with every kind of message field set.
         let mut call = Message::text(Role::Assistant, "x");
         call.reasoning_content = Some("why".into());
-        call.tool_calls = vec![crate::rollout::trajectory::ToolCall {
+        call.tool_calls = vec![crate::trajectory::ToolCall {
             id: "c".into(),
             kind: "function".into(),
-            function: crate::rollout::trajectory::FunctionCall {
+            function: crate::trajectory::FunctionCall {
                 name: "f".into(),
                 arguments: "{}".into(),
             },

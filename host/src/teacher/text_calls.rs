@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::canonical_json;
-use crate::rollout::trajectory::{FunctionCall, ToolCall};
+use crate::trajectory::{FunctionCall, ToolCall};
 
 /// Whether text in `content` may hold tool calls at all (cheap test before parsing).
 pub fn may_hold_calls(content: &str) -> bool {

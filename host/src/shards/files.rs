@@ -22,10 +22,6 @@ pub struct ShardInfo {
     pub sha256: String,
 }
 
-pub fn shard_name(i: usize) -> String {
-    format!("shard-{i:05}.jsonl.zst")
-}
-
 /// Compresses one shard's JSONL; the same bytes in always give the same bytes out.
 pub fn compress(raw: &[u8]) -> Result<Vec<u8>> {
     let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;

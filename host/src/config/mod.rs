@@ -2,6 +2,8 @@
 //! naming the key), and resolved into a `Resolved` pipeline with every file it names read in,
 //! so that a manifest can carry the whole of it and an audit can run it again.
 
+pub mod reshard;
+
 use crate::output::decontam::DecontaminateSection;
 use crate::output::dedup::DedupSection;
 use std::collections::BTreeMap;
@@ -462,7 +464,7 @@ pub struct Prompts {
     pub rollout1: Vec<Prompt>,
 }
 
-/// The built-in prompts (`host/src/pipeline/prompts.toml`).
+/// The built-in prompts (`host/src/config/prompts.toml`).
 pub const DEFAULT_PROMPTS: &str = include_str!("prompts.toml");
 
 pub fn parse_prompts(text: &str, shown: &str) -> Result<Prompts> {

@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 
-use super::rows::ChosenRows;
-use super::run::{sha256_hex, Mode};
-use super::shards::{compress, merkle_root_hex, ShardInfo};
-use super::{build, read_manifest, Manifest};
 use crate::corpus::Corpus;
 use crate::dataset::reshard::Verdicts;
+use crate::digest::sha256_hex;
+use crate::pipeline::build;
+use crate::pipeline::run::Mode;
+use crate::shards::files::{compress, merkle_root_hex, ShardInfo};
+use crate::shards::manifest::{read_manifest, Manifest};
+use crate::shards::rows::ChosenRows;
 
 /// What an audit found: `problems` empty means every hash matched.
 #[derive(Debug, Default)]
@@ -146,7 +148,7 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
             manifest_path.display()
         ),
     };
-    let pipeline_sha = sha256_hex(crate::teacher::canonical_json(&spec).as_bytes());
+    let pipeline_sha = sha256_hex(crate::digest::canonical_json(&spec).as_bytes());
     if pipeline_sha != m.pipeline_sha256 {
         report.problems.push(format!(
             "pipeline: the embedded config hashes to {pipeline_sha}, the manifest says {}",
@@ -223,7 +225,7 @@ pub async fn audit(manifest_path: &Path, db: &Path) -> Result<AuditReport> {
             }
             None => 0..0,
         };
-        let raw = super::shards::shard_raw(&rows, range.clone())?;
+        let raw = crate::shards::files::shard_raw(&rows, range.clone())?;
         let packed = compress(&raw)?;
         let info = ShardInfo {
             file: want.file.clone(),
