@@ -14,6 +14,6 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     // The command sandbox re-executes this binary; that process must not parse a command line.
-    sera_host::sandbox::helper::run_if_requested();
+    sera_host::sandbox::run_if_requested();
     sera_host::cli::main()
 }

@@ -3,7 +3,7 @@
 //! cheaper. `sera-host` uses this one when it sits next to it, and runs itself otherwise.
 
 fn main() {
-    sera_host::sandbox::helper::run_if_requested();
+    sera_host::sandbox::run_if_requested();
     eprintln!(
         "sera-sandbox: the helper of sera-host's command sandbox; run by sera-host, not by hand"
     );

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::patch_file::read_patch;
 
+mod cache_args;
 mod cluster;
 mod corpus;
 mod dataset;
@@ -16,7 +17,8 @@ mod pipeline;
 mod rollout;
 pub(crate) mod sandbox;
 mod teacher;
-use crate::plugin::{inspect, Limits, PatchPair, PluginEngine, PluginSource, Verifier};
+use crate::plugin::{inspect, Limits, PatchPair, PluginSource, Verifier};
+use cache_args::CacheArgs;
 use corpus::CorpusArgs;
 use rollout::RolloutArgs;
 
@@ -125,28 +127,6 @@ enum PluginCommand {
         #[command(flatten)]
         cache: CacheArgs,
     },
-}
-
-#[derive(Args, Debug)]
-struct CacheArgs {
-    /// Directory of compiled components (default: $SERA_HOST_CACHE_DIR, $XDG_CACHE_HOME/sera-host or ~/.cache/sera-host).
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Compile plugins every time instead of using the cache.
-    #[arg(long, conflicts_with = "cache_dir")]
-    no_cache: bool,
-}
-
-impl CacheArgs {
-    fn engine(&self) -> Result<PluginEngine> {
-        if self.no_cache {
-            PluginEngine::new(None)
-        } else if let Some(dir) = &self.cache_dir {
-            PluginEngine::new(Some(dir.clone()))
-        } else {
-            PluginEngine::with_default_cache()
-        }
-    }
 }
 
 #[derive(Args, Debug)]

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::CacheArgs;
+use super::cache_args::CacheArgs;
 use crate::corpus::Corpus;
 use crate::plugin::{Limits, PluginSource, ToolsPlugin};
 use crate::rollout::job::{execute, find_function, function_vars};

@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::ingest::now_utc;
-use super::Corpus;
+use super::store::Corpus;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {

@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::ingest::now_utc;
-use super::Corpus;
+use super::store::Corpus;
 
 /// One command as it ran: everything a replay needs to give the same answer and leave the
 /// workspace the same.

@@ -5,7 +5,7 @@ use rusqlite::params;
 use sha2::{Digest, Sha256};
 
 use super::ingest::now_utc;
-use super::{Corpus, PreparedBlob};
+use super::store::{Corpus, PreparedBlob};
 use crate::trajectory::Trajectory;
 
 /// One imported trajectory.

@@ -9,10 +9,10 @@ use anyhow::{bail, Context, Result};
 use rusqlite::params;
 use serde::Serialize;
 
+use super::store::Corpus;
 use super::tree::{
     check_path, file_mode, is_binary, snapshot_id, Entry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK,
 };
-use super::Corpus;
 
 /// Commit the blobs of an ingest in batches of about this many raw bytes.
 const BATCH_BYTES: u64 = 32 << 20;

@@ -17,7 +17,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{schema, snapshot_id, Corpus, Entry};
+use super::schema;
+use super::store::Corpus;
+use super::tree::{snapshot_id, Entry};
 
 /// A table's key columns and the columns that are its content. Columns in neither are
 /// measurements or clocks (latency, timestamps, where an environment was built on one

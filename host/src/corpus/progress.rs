@@ -4,7 +4,7 @@
 use anyhow::Result;
 use rusqlite::params;
 
-use super::Corpus;
+use super::store::Corpus;
 
 /// The stages an item passes, in order; each has its own timestamp column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use anyhow::Result;
 use rusqlite::{params, OptionalExtension};
 
 use super::ingest::now_utc;
-use super::Corpus;
+use super::store::Corpus;
 
 impl Corpus {
     /// Stores a stage's output under the hash of its inputs; the first stored wins.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use rusqlite::params;
 
-use super::Corpus;
+use super::store::Corpus;
 
 /// A verdict as stored: the verifier's answer, or how it failed on the pair.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

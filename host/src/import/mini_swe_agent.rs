@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
-use super::Imported;
+use crate::corpus::Imported;
 use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
 /// The first ```bash (or ```sh) block of an assistant message.
@@ -80,7 +80,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
                 .to_string()
         }),
         trajectory: Trajectory {
-            tools: super::implicit_tools(&messages),
+            tools: super::tools::implicit_tools(&messages),
             messages,
             steps: Vec::new(),
             environment: None,

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
-use super::Imported;
+use crate::corpus::Imported;
 use crate::trajectory::{Message, Role, Trajectory};
 
 /// One line (`n`, from 1) of the file `shown`.
@@ -36,7 +36,7 @@ pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {
             }
         }
         let tools = match obj.get("tools") {
-            None | Some(Value::Null) => super::implicit_tools(&messages),
+            None | Some(Value::Null) => super::tools::implicit_tools(&messages),
             Some(Value::Array(t)) => t.clone(),
             Some(other) => bail!("{shown}:{n}: `tools` is {}, expected a list", kind(other)),
         };

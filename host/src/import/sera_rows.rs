@@ -5,7 +5,7 @@
 use anyhow::{anyhow, bail, Result};
 use serde_json::{Map, Value};
 
-use super::Imported;
+use crate::corpus::Imported;
 use crate::trajectory::Trajectory;
 
 const META: [&str; 6] = [
@@ -54,7 +54,7 @@ pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {
                 .and_then(Value::as_str)
                 .map(String::from),
             trajectory: Trajectory {
-                tools: super::implicit_tools(&messages),
+                tools: super::tools::implicit_tools(&messages),
                 messages,
                 steps: Vec::new(),
                 environment: None,

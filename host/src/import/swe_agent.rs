@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
-use super::Imported;
+use crate::corpus::Imported;
 use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
 /// Text of a `content` that is a string or a list of `{type, text}` parts.
@@ -141,7 +141,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
             tools: {
                 let specs = tool_specs(doc.replay_config.as_ref());
                 if specs.is_empty() {
-                    super::implicit_tools(&messages)
+                    super::tools::implicit_tools(&messages)
                 } else {
                     specs
                 }

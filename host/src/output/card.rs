@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{size_category, split_pattern, DocInputs};
+use super::facts::RowFacts;
+use super::inputs::{size_category, split_pattern, DocInputs};
 
 fn yaml_str(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
@@ -187,7 +188,7 @@ pub fn render(d: &DocInputs, merkle_root: &str) -> String {
     s
 }
 
-fn count_by(d: &DocInputs, key: impl Fn(&super::RowFacts) -> String) -> BTreeMap<String, u64> {
+fn count_by(d: &DocInputs, key: impl Fn(&RowFacts) -> String) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for f in &d.facts {
         *m.entry(key(f)).or_default() += 1;

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::inputs::DocInputs;
 use super::plots::{bars, histogram, Bins};
-use super::DocInputs;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

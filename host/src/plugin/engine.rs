@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, WasmBacktraceDetails};
@@ -63,8 +63,7 @@ impl PluginEngine {
     /// gets an error saying what it is instead.
     pub fn load(&self, source: &PluginSource) -> Result<LoadedPlugin> {
         let bytes = source.bytes()?;
-        super::inspect::check_is_component(&bytes)
-            .with_context(|| format!("{source}: not a usable plugin"))?;
+        check_is_component(&bytes).with_context(|| format!("{source}: not a usable plugin"))?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let (component, compiled) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, &sha256, &bytes),
@@ -80,5 +79,20 @@ impl PluginEngine {
             component,
             from_cache: compiled == Compiled::FromCache,
         })
+    }
+}
+
+/// Refuses bytes that are not a WebAssembly component, saying what they are instead.
+pub fn check_is_component(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        bail!("not a WebAssembly file (it does not start with the bytes \\0asm)");
+    }
+    match &bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => bail!(
+            "a core WebAssembly module, not a component; build the plugin for wasm32-wasip2 \
+             or wrap the module with `wasm-tools component new`"
+        ),
+        other => bail!("a WebAssembly binary of unknown version/layer {other:02x?}"),
     }
 }

@@ -92,21 +92,6 @@ impl Inspection {
     }
 }
 
-/// Refuses bytes that are not a WebAssembly component, saying what they are instead.
-pub fn check_is_component(bytes: &[u8]) -> Result<()> {
-    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        bail!("not a WebAssembly file (it does not start with the bytes \\0asm)");
-    }
-    match &bytes[4..8] {
-        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
-        [0x01, 0x00, 0x00, 0x00] => bail!(
-            "a core WebAssembly module, not a component; build the plugin for wasm32-wasip2 \
-             or wrap the module with `wasm-tools component new`"
-        ),
-        other => bail!("a WebAssembly binary of unknown version/layer {other:02x?}"),
-    }
-}
-
 /// Splits `sera:plugin/verify@0.1.0` into (`verify`, `0.1.0`).
 fn package_interface(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;

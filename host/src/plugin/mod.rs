@@ -14,6 +14,7 @@ mod stage_plugin;
 mod state;
 mod tools;
 mod verifier;
+mod write_log;
 mod writes;
 
 pub mod check;
@@ -26,6 +27,7 @@ pub use inspect::{inspect, Inspection, WorldKind};
 pub use limits::Limits;
 pub use output::LogEntry;
 pub use source::{PluginSource, BUILTINS};
-pub use stage_plugin::{LlmFn, LlmRequest, PrSynthesizer, TrajectoryFilter, Truncator};
+pub use stage_plugin::{PrSynthesizer, TrajectoryFilter, Truncator};
+pub use state::{LlmFn, LlmRequest};
 pub use tools::{ToolSession, ToolSpec, ToolsPlugin};
 pub use verifier::{PatchPair, Verdict, Verifier};

@@ -13,7 +13,7 @@ use super::engine::{LoadedPlugin, PluginEngine};
 use super::failure::{classify, FailureKind, PluginFailure};
 use super::inspect::{inspect, WorldKind};
 use super::limits::Limits;
-use super::state::StoreState;
+use super::state::{LlmFn, LlmRequest, StoreState};
 use crate::tokenizer::TokenCounter;
 use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
@@ -52,17 +52,6 @@ mod filter_bindings {
 }
 
 use super::verifier::bindings::sera::plugin::types as wit;
-
-/// A completion asked for by a plugin, in the host's message model.
-pub struct LlmRequest {
-    pub messages: Vec<Message>,
-    pub tools: Vec<serde_json::Value>,
-    pub max_tokens: Option<u32>,
-    pub temperature: Option<f32>,
-}
-
-/// What answers a plugin's `llm.complete`: the pipeline's teacher, bound to an item.
-pub type LlmFn = Box<dyn FnMut(LlmRequest) -> Result<Message, String> + Send>;
 
 fn role_to_wit(r: Role) -> wit::Role {
     match r {

@@ -12,7 +12,19 @@ use wasmtime_wasi::{
 
 use super::limits::{Limiter, Limits};
 use super::output::PluginLog;
-use super::writes::WriteLog;
+use super::write_log::WriteLog;
+use crate::trajectory::Message;
+
+/// A completion asked for by a plugin, in the host's message model.
+pub struct LlmRequest {
+    pub messages: Vec<Message>,
+    pub tools: Vec<serde_json::Value>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+}
+
+/// What answers a plugin's `llm.complete`: the pipeline's teacher, bound to an item.
+pub type LlmFn = Box<dyn FnMut(LlmRequest) -> Result<Message, String> + Send>;
 
 pub(crate) struct StoreState {
     wasi: WasiCtx,
@@ -21,7 +33,7 @@ pub(crate) struct StoreState {
     pub(crate) log: PluginLog,
     pub(crate) writes: WriteLog,
     /// The teacher, for worlds that import `llm`.
-    pub(crate) llm: Option<super::stage_plugin::LlmFn>,
+    pub(crate) llm: Option<LlmFn>,
     /// The token counter, for worlds that import `tokenizer`.
     pub(crate) tokens: Option<std::sync::Arc<crate::tokenizer::TokenCounter>>,
     /// Commands, for the tools world that imports `exec`.

@@ -8,8 +8,6 @@
 //! descriptor of unknown origin, a path leaving the workspace, links) makes it give up, and the
 //! caller falls back to the full scan.
 
-use std::collections::{BTreeSet, HashMap};
-
 use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
 use wasmtime_wasi::filesystem::WasiFilesystemView;
@@ -19,78 +17,6 @@ use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
 };
 
 use super::state::StoreState;
-
-#[derive(Debug, Default)]
-pub(crate) struct WriteLog {
-    /// Descriptor (by resource rep) -> its path relative to the workspace ("" is the root).
-    opened: HashMap<u32, String>,
-    changed: BTreeSet<String>,
-    /// Why the log cannot be trusted, once it cannot.
-    lost: Option<String>,
-}
-
-impl WriteLog {
-    /// Paths that may differ from the snapshot (a directory stands for everything under it),
-    /// or why they are not known.
-    pub(crate) fn changed(&self) -> Result<&BTreeSet<String>, &str> {
-        match &self.lost {
-            Some(why) => Err(why),
-            None => Ok(&self.changed),
-        }
-    }
-
-    /// A path something other than the plugin's WASI calls changed (a command).
-    pub(crate) fn mark(&mut self, path: String) {
-        self.changed.insert(path);
-    }
-
-    fn lose(&mut self, why: String) {
-        self.lost.get_or_insert(why);
-    }
-
-    /// `path` under descriptor `dir`, normalised, or `None` (and the log is lost) where it
-    /// cannot be followed lexically.
-    fn resolve(&mut self, dir: u32, path: &str) -> Option<String> {
-        let Some(base) = self.opened.get(&dir) else {
-            self.lose(format!(
-                "a descriptor of unknown origin was used for {path:?}"
-            ));
-            return None;
-        };
-        match join(base, path) {
-            Some(p) => Some(p),
-            None => {
-                self.lose(format!("{path:?} leaves the workspace"));
-                None
-            }
-        }
-    }
-
-    fn touch(&mut self, dir: u32, path: &str) {
-        if let Some(p) = self.resolve(dir, path) {
-            self.changed.insert(p);
-        }
-    }
-}
-
-/// `base` joined with `path`, with `.` and `..` applied; `None` for absolute paths and for
-/// paths that climb out of the root.
-fn join(base: &str, path: &str) -> Option<String> {
-    if path.starts_with('/') {
-        return None;
-    }
-    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
-}
 
 /// wasmtime-wasi's filesystem error, as the guest receives it.
 fn guest_error<T>(
@@ -246,7 +172,7 @@ pub(crate) fn track_writes(linker: &mut Linker<StoreState>) -> wasmtime::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::join;
+    use super::super::write_log::join;
 
     #[test]
     fn joins_lexically_and_refuses_escapes() {

@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use super::spec::{HelperSpec, Layer, LayerReport};
-use super::zygote::{Inherited, SKIPPED};
+use super::wire::{Inherited, SKIPPED};
 /// Exit code of a helper whose setup failed (the report says why).
 pub const SETUP_FAILED: i32 = 125;
 
@@ -132,20 +132,6 @@ fn cstr(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| CString::new("/nonexistent").unwrap())
 }
 
-/// Becomes the sandbox's zygote (never returns) when this process was started as `PROGRAM
-/// __sandbox-zygote CONFIG`; returns otherwise. Called first thing by both binaries that can be
-/// the helper.
-pub fn run_if_requested() {
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "__sandbox-zygote") {
-        let config = args
-            .next()
-            .and_then(|s| s.into_string().ok())
-            .unwrap_or_default();
-        super::zygote::serve(&config);
-    }
-}
-
 /// A command's own user namespace, a child of the zygote's (which therefore keeps owning the
 /// shared network namespace).
 pub(crate) fn nested_userns(inherited: &Inherited) -> Result<String, String> {
@@ -230,10 +216,10 @@ pub(crate) fn command_main(
         libc::dup2(out.as_raw_fd(), 1);
         libc::dup2(out.as_raw_fd(), 2);
     }
-    super::zygote::to_dev_null(&[0], libc::O_RDONLY);
+    super::wire::to_dev_null(&[0], libc::O_RDONLY);
     drop(out);
     let mut rep = Reporter::new(std::fs::File::from(report));
-    let spec_json = match super::zygote::read_spec(&request) {
+    let spec_json = match super::wire::read_spec(&request) {
         Ok(s) => s,
         Err(e) => rep.fatal(format!("cannot read the command's spec: {e}")),
     };
@@ -408,7 +394,7 @@ pub(crate) fn wait_and_exit(
     before_status: impl FnOnce(),
 ) -> ! {
     // The output pipe is the command's alone: its end of file must not wait for this process.
-    super::zygote::to_dev_null(&[1, 2], libc::O_WRONLY);
+    super::wire::to_dev_null(&[1, 2], libc::O_WRONLY);
     let mut status = 0;
     loop {
         // SAFETY: waits for our own child.
@@ -423,7 +409,7 @@ pub(crate) fn wait_and_exit(
     before_status();
     // The command and everything it started are gone (the pid namespace ended with its pid 1):
     // the host may go on now, without waiting for this process's namespaces to be torn down.
-    super::zygote::Answer::Status(status).send(request);
+    super::wire::Answer::Status(status).send(request);
     // SAFETY: plain libc calls that end this process.
     unsafe {
         if libc::WIFEXITED(status) {
@@ -643,7 +629,7 @@ pub(crate) fn build_template(root: &Path, read_only: &[PathBuf]) -> Result<Strin
         libc::MS_NOSUID | libc::MS_NODEV,
         Some("mode=0755,size=4m"),
     )?;
-    for d in ["workspace", "tmp", "proc", super::prepared::OLD_ROOT] {
+    for d in ["workspace", "tmp", "proc", super::wire::OLD_ROOT] {
         let at = root.join(d);
         std::fs::create_dir_all(&at).map_err(|e| format!("mkdir {}: {e}", at.display()))?;
     }

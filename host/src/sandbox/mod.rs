@@ -10,6 +10,7 @@ mod filters;
 pub mod helper;
 mod prepared;
 mod spec;
+mod wire;
 mod zygote;
 
 use std::io::Read;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-pub use spec::{HelperSpec, Layer, LayerReport, ALL_LAYERS};
+pub use spec::{HelperSpec, Layer, LayerReport, Prepare, ALL_LAYERS};
 
 /// What a sandboxed command may use.
 #[derive(Clone, Debug)]
@@ -47,28 +48,6 @@ pub struct SandboxConfig {
 
 /// Whether the zygote makes the next command's sandbox before its call (`prepared.rs`): the
 /// call then waits only for its own part (workspace, /tmp, cgroup, two Landlock rules).
-/// `$SERA_HOST_SANDBOX_PREPARED`: `0` never, `wait` always (a call waits for the prepared one
-/// to be ready: the tests use it to know which path ran), else when one is ready.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Prepare {
-    Never,
-    /// A call takes the prepared sandbox if it is ready, else forks the whole setup (never
-    /// waits behind one still being made).
-    WhenReady,
-    Always,
-}
-
-impl Prepare {
-    pub fn from_env() -> Prepare {
-        match std::env::var("SERA_HOST_SANDBOX_PREPARED").as_deref() {
-            Ok("0") => Prepare::Never,
-            Ok("wait") => Prepare::Always,
-            _ => Prepare::WhenReady,
-        }
-    }
-}
-
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
@@ -582,7 +561,7 @@ fn collect(
         }
         if !exited && fds[1].revents != 0 {
             match answers.next()? {
-                Some(zygote::Answer::Status(s)) => {
+                Some(wire::Answer::Status(s)) => {
                     status = Some(s);
                     exited_at = Instant::now();
                     grace_until = Some(exited_at + Duration::from_secs(2));
@@ -603,4 +582,18 @@ fn collect(
         timed_out,
         exited_at,
     ))
+}
+
+/// Becomes the sandbox's zygote (never returns) when this process was started as `PROGRAM
+/// __sandbox-zygote CONFIG`; returns otherwise. Called first thing by both binaries that can be
+/// the helper.
+pub fn run_if_requested() {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "__sandbox-zygote") {
+        let config = args
+            .next()
+            .and_then(|s| s.into_string().ok())
+            .unwrap_or_default();
+        zygote::serve(&config);
+    }
 }

@@ -10,7 +10,7 @@
 //!
 //! Two processes, as on the other path: the outer one (P, in the zygote's pid namespace) and
 //! the namespace's first process (C, which becomes bash). C switches roots with the old root
-//! kept at [`OLD_ROOT`], where P (which shares C's mount namespace, holds no Landlock domain
+//! kept at [`OLD_ROOT`](super::wire::OLD_ROOT), where P (which shares C's mount namespace, holds no Landlock domain
 //! and no seccomp filter, and never runs the command) finds the call's host paths. P detaches
 //! the old root before C may go on: the command never sees it.
 //!
@@ -28,11 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::helper::{self, Reporter};
 use super::spec::{HelperSpec, Layer};
-use super::zygote::Inherited;
-
-/// Where a prepared command's root keeps the host's until its call comes (an empty directory of
-/// the template).
-pub(crate) const OLD_ROOT: &str = ".host";
+use super::wire::{Inherited, OLD_ROOT};
 
 /// What P tells C when the call comes (with the output and report pipes as descriptors).
 #[derive(Serialize, Deserialize)]
@@ -158,7 +154,7 @@ fn outer_main(inherited: &Inherited, zygote: UnixStream) -> ! {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         libc::setpgid(0, 0);
     }
-    super::zygote::to_dev_null(&[0], libc::O_RDONLY);
+    super::wire::to_dev_null(&[0], libc::O_RDONLY);
     helper::set_rlimit(libc::RLIMIT_CORE, 0, 0);
     let mut rep = Reporter::pending();
     rep.layer(Layer::Userns, helper::nested_userns(inherited));
@@ -200,7 +196,7 @@ fn outer_main(inherited: &Inherited, zygote: UnixStream) -> ! {
     let report_copy = report.try_clone().unwrap_or_else(|_| exit_failed());
     rep.attach(std::fs::File::from(report));
     rep.marks = true;
-    let spec: HelperSpec = match super::zygote::read_spec(&request)
+    let spec: HelperSpec = match super::wire::read_spec(&request)
         .map_err(|e| e.to_string())
         .and_then(|s| serde_json::from_slice(&s).map_err(|e| e.to_string()))
     {
@@ -252,7 +248,7 @@ fn inner_main(inherited: &Inherited, chan: UnixStream) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
-    super::zygote::to_dev_null(&[1, 2], libc::O_WRONLY);
+    super::wire::to_dev_null(&[1, 2], libc::O_WRONLY);
     let mut rep = Reporter::pending();
     let Ok((root, template)) = &inherited.template else {
         exit_failed()

@@ -99,3 +99,25 @@ pub struct LayerReport {
     pub ok: bool,
     pub detail: String,
 }
+
+/// `$SERA_HOST_SANDBOX_PREPARED`: `0` never, `wait` always (a call waits for the prepared one
+/// to be ready: the tests use it to know which path ran), else when one is ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Prepare {
+    Never,
+    /// A call takes the prepared sandbox if it is ready, else forks the whole setup (never
+    /// waits behind one still being made).
+    WhenReady,
+    Always,
+}
+
+impl Prepare {
+    pub fn from_env() -> Prepare {
+        match std::env::var("SERA_HOST_SANDBOX_PREPARED").as_deref() {
+            Ok("0") => Prepare::Never,
+            Ok("wait") => Prepare::Always,
+            _ => Prepare::WhenReady,
+        }
+    }
+}

@@ -25,7 +25,8 @@ use anyhow::{bail, Context, Result};
 use sendfd::{RecvWithFd, SendWithFd};
 use serde::{Deserialize, Serialize};
 
-use super::spec::Layer;
+use super::spec::{Layer, Prepare};
+use super::wire::{to_dev_null, Answer, Inherited, SKIPPED};
 
 /// What the zygote is told when it starts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,68 +38,7 @@ pub struct ZygoteConfig {
     /// Host paths every command sees read-only.
     pub read_only: Vec<PathBuf>,
     /// Whether to prepare the next command's sandbox ahead of its call (`prepared.rs`).
-    pub prepare: super::Prepare,
-}
-
-/// What every command's process inherits from the zygote.
-pub(crate) struct Inherited {
-    /// The zygote's user namespace: the parent of each command's own.
-    pub userns: Result<String, String>,
-    /// The zygote's network namespace: no interface but a loopback that is down, owned by the
-    /// zygote's user namespace, so commands (in child user namespaces) cannot configure it.
-    /// Commands share it only where Landlock scopes abstract sockets (the one channel it
-    /// leaves between them); elsewhere each makes its own.
-    pub netns: Result<String, String>,
-    /// The commands' root, prepared once: its mount point and what it holds.
-    pub template: Result<(PathBuf, String), String>,
-    pub landlock_abi: i32,
-    /// The zygote's uid outside (RLIMIT_NPROC holds only where it is not 0).
-    pub host_uid: libc::uid_t,
-    /// The seccomp filter, compiled once.
-    pub seccomp: Result<seccompiler::BpfProgram, String>,
-    /// Host paths every command sees read-only.
-    pub read_only: Vec<PathBuf>,
-}
-
-impl Inherited {
-    /// Whether commands may use the zygote's network namespace instead of making their own.
-    pub fn shares_netns(&self, skip: &[Layer]) -> bool {
-        self.netns.is_ok() && self.landlock_abi >= 6 && !skip.contains(&Layer::Landlock)
-    }
-}
-
-/// A line the zygote writes on a request.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Answer {
-    Pid(i32),
-    Status(i32),
-}
-
-impl Answer {
-    /// Writes this answer as one line; a host that has gone away is not an error here.
-    pub(crate) fn send(&self, mut request: &UnixStream) {
-        let mut line = serde_json::to_vec(self).unwrap_or_default();
-        line.push(b'\n');
-        let _ = request.write_all(&line);
-    }
-}
-
-/// The reason a layer left out by `$SERA_HOST_SANDBOX_SKIP` gives.
-pub(crate) const SKIPPED: &str = "skipped ($SERA_HOST_SANDBOX_SKIP)";
-
-/// Points the descriptors `fds` of this process at /dev/null, opened with `flags`.
-pub(crate) fn to_dev_null(fds: &[RawFd], flags: libc::c_int) {
-    // SAFETY: opens /dev/null and replaces this process's own descriptors with it.
-    unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), flags);
-        if null >= 0 {
-            for fd in fds {
-                libc::dup2(null, *fd);
-            }
-            libc::close(null);
-        }
-    }
+    pub prepare: Prepare,
 }
 
 fn landlock_abi() -> i32 {
@@ -169,9 +109,9 @@ pub fn serve(config_json: &str) -> ! {
         request: UnixStream,
     }
     let mut running: Vec<Running> = Vec::new();
-    let mut may_prepare = config.prepare != super::Prepare::Never
-        && super::prepared::possible(&inherited, &config.skip);
-    let wait = config.prepare == super::Prepare::Always;
+    let mut may_prepare =
+        config.prepare != Prepare::Never && super::prepared::possible(&inherited, &config.skip);
+    let wait = config.prepare == Prepare::Always;
     let prepare = |running: &mut Vec<Running>| {
         super::prepared::fork(&inherited, || drop(std::mem::take(running)))
     };
@@ -506,11 +446,4 @@ impl Zygote {
             other => bail!("the sandbox helper did not start the command (answer {other:?})"),
         }
     }
-}
-
-/// The command process's side of a request: its spec, read to the end.
-pub(crate) fn read_spec(mut request: &UnixStream) -> std::io::Result<Vec<u8>> {
-    let mut spec = Vec::new();
-    request.read_to_end(&mut spec)?;
-    Ok(spec)
 }
