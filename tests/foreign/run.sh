@@ -36,3 +36,45 @@ CARGO_TARGET_DIR="$work/sdk-target" bash "$work/my-verifier/build.sh"
 "$bin" plugin check "$work/my-verifier/my-verifier.wasm" --world verifier --pairs "$work/pairs.jsonl"
 "$bin" rescore --db "$db" --verifier "$work/my-verifier/my-verifier.wasm" --reference "$instance" --list | grep -q "pydicom__pydicom-1458"
 echo "a verifier from sera-host plugin new: built, conformant, used by rescore"
+
+# The SDK's sixth world (its `tools-exec` feature, `sera:plugin@0.1.1`): a tool set whose tool
+# runs commands, written against the SDK's trait, built, linked and inspected.
+"$bin" plugin new tools my-exec-tools --dir "$work"
+sed -i 's|sera-plugin = { path = "sera-plugin" }|sera-plugin = { path = "sera-plugin", features = ["tools-exec"] }|' \
+  "$work/my-exec-tools/Cargo.toml"
+grep -q 'features = \["tools-exec"\]' "$work/my-exec-tools/Cargo.toml"
+cat > "$work/my-exec-tools/src/lib.rs" <<'RUST'
+use sera_plugin::tools_exec::{exec, ToolSpec, Tools};
+
+struct Plugin;
+
+impl Tools for Plugin {
+    fn list_tools() -> Vec<ToolSpec> {
+        vec![ToolSpec {
+            name: "run".into(),
+            description: "Runs a command line in the workspace.".into(),
+            parameters: r#"{"type":"object","properties":{"command":{"type":"string"}},"required":["command"]}"#.into(),
+        }]
+    }
+
+    fn call(name: &str, arguments: &str) -> Result<String, String> {
+        if name != "run" {
+            return Err(format!("unknown tool {name}"));
+        }
+        let command = arguments
+            .split("\"command\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .ok_or("run: no command")?;
+        let r = exec::run(&exec::ExecRequest { command: command.into(), timeout_s: None })?;
+        Ok(format!("exit {:?}\n{}", r.exit_code, r.output))
+    }
+}
+
+sera_plugin::export_tools_exec!(Plugin);
+RUST
+CARGO_TARGET_DIR="$work/sdk-target" bash "$work/my-exec-tools/build.sh"
+"$bin" plugin inspect "$work/my-exec-tools/my-exec-tools.wasm" | tee "$work/exec-inspect.txt"
+grep -q "sera:plugin/exec@0.1.1" "$work/exec-inspect.txt"
+"$bin" plugin check "$work/my-exec-tools/my-exec-tools.wasm" --world tools
+echo "a tools-exec plugin from the SDK's sixth world: built, imports exec, conformant"

@@ -13,6 +13,9 @@ const SDK_LIB: &str = include_str!("../../../plugins/sera-plugin/src/lib.rs");
 const SDK_CARGO: &str = include_str!("../../../plugins/sera-plugin/Cargo.toml");
 const WIT_TYPES: &str = include_str!("../../../wit/v0.1.0/types.wit");
 const WIT_WORLDS: &str = include_str!("../../../wit/v0.1.0/worlds.wit");
+// The SDK's `tools-exec` feature builds against the 0.1.1 package.
+const WIT_TYPES_0_1_1: &str = include_str!("../../../wit/v0.1.1/types.wit");
+const WIT_WORLDS_0_1_1: &str = include_str!("../../../wit/v0.1.1/worlds.wit");
 
 const VERIFIER: &str = r#"//! A verifier: the share of the reference patch's added and removed lines that the candidate
 //! patch also has (each candidate line counts once). Edit `verify` to score your way.
@@ -279,10 +282,20 @@ pub fn new_project(world: WorldKind, name: &str, parent: &Path) -> Result<PathBu
         ("sera-plugin/Cargo.toml".into(), SDK_CARGO.to_string()),
         (
             "sera-plugin/src/lib.rs".into(),
-            SDK_LIB.replace("\"../../wit/v0.1.0\"", "\"wit\""),
+            SDK_LIB
+                .replace("\"../../wit/v0.1.0\"", "\"wit\"")
+                .replace("\"../../wit/v0.1.1\"", "\"wit-0.1.1\""),
         ),
         ("sera-plugin/wit/types.wit".into(), WIT_TYPES.to_string()),
         ("sera-plugin/wit/worlds.wit".into(), WIT_WORLDS.to_string()),
+        (
+            "sera-plugin/wit-0.1.1/types.wit".into(),
+            WIT_TYPES_0_1_1.to_string(),
+        ),
+        (
+            "sera-plugin/wit-0.1.1/worlds.wit".into(),
+            WIT_WORLDS_0_1_1.to_string(),
+        ),
         (".gitignore".into(), "target/\n*.wasm\n".into()),
     ];
     for (rel, text) in &files {
