@@ -1,7 +1,7 @@
 //! Which items a worker of a partitioned run does, and where its corpus goes.
 //!
 //! An item belongs to partition `h mod N`, where `h` is the first 64 bits of its partition key
-//! (a sha256 of its function: [`crate::pipeline::run::Item::partition_key`]). It depends on
+//! (a sha256 of its function: the pipeline's `Item::partition_key`). It depends on
 //! nothing but the item and N: not on timing, not on which other workers run, not on the order
 //! items were selected in. All the prompts of one function go to one worker, so what their
 //! items share (a rollout 2 with the same PR text, a command on the same tree) is done once,

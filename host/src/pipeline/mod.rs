@@ -4,9 +4,17 @@
 
 /// pipeline.toml: below the pipeline, which shares it with `shards`; here for older paths.
 pub use crate::config;
+mod item;
+mod mix;
+mod pr_synthesis;
 pub mod progress;
+mod rollout;
 pub mod rows;
 pub mod run;
+mod select;
+mod self_check;
+mod stages;
+mod verify;
 /// The shard files, below `run` and `shards`; here for older paths.
 pub use crate::shards::files as shards;
 
@@ -21,13 +29,15 @@ use serde_json::{json, Value};
 use crate::config::{Pipeline, Resolved};
 use crate::corpus::{ingest, Corpus, IngestOptions, Source};
 use crate::digest::canonical_json;
+use crate::digest::sha256_hex;
 pub use crate::shards::histogram::{render_histogram, score_bucket};
 pub use crate::shards::manifest::{
     manifest_bytes, plugin_name, read_manifest, tool_versions, write_output, Manifest, PluginRef,
     SnapshotRef, MANIFEST_FORMAT,
 };
-use run::{sha256_hex, ItemResult, Mode, Stages};
+use item::ItemResult;
 use sha2::Digest as _;
+use stages::{Mode, Stages};
 
 /// What a run did, for the closing summary.
 #[derive(Debug, Default, Serialize)]
@@ -304,7 +314,7 @@ pub async fn build_scoped(
         .iter()
         .map(|s| (s.repo.clone(), s.snapshot.clone()))
         .collect();
-    let (mut items, skipped_functions) = run::select_clean(
+    let (mut items, skipped_functions) = select::select_clean(
         &corpus.lock().expect("corpus lock"),
         &pairs,
         &cfg,

@@ -30,38 +30,20 @@ pub fn decide(
 ) -> Decision {
     let mut decision = Decision {
         stage: stage.into(),
-        dropped: None,
+        dropped: super::filters::first_drop(filters, item, trajectory, patch),
         ratio: None,
         kept_messages: None,
     };
-    for f in filters {
-        match crate::rollout::agent_blocking(|| f.check(item, trajectory, patch)) {
-            Ok(None) => {}
-            Ok(Some(why)) => decision.dropped = Some(why),
-            Err(e) => decision.dropped = Some(format!("filter {} failed: {e}", f.name())),
-        }
-        if decision.dropped.is_some() {
-            return decision;
-        }
-    }
-    let all = trajectory.messages.len();
-    let Some((truncator, cfg)) = truncation else {
-        decision.ratio = Some(1.0);
-        decision.kept_messages = Some(all);
+    if decision.dropped.is_some() {
         return decision;
-    };
-    match crate::rollout::agent_blocking(|| truncator.keep(item, trajectory, cfg.budget)) {
-        Ok(Some(n)) => {
-            let ratio = if all == 0 { 0.0 } else { n as f64 / all as f64 };
-            decision.ratio = Some(ratio);
-            decision.kept_messages = Some(n);
-            if ratio < cfg.min_ratio {
-                decision.dropped = Some(format!("truncation ratio {ratio:.3} < {}", cfg.min_ratio));
-            }
-        }
-        Ok(None) => decision.dropped = Some("truncation: nothing fits the budget".into()),
-        Err(f) => decision.dropped = Some(format!("truncation failed: {f}")),
     }
+    let kept = match truncation {
+        Some((truncator, cfg)) => super::truncation::keep(truncator, cfg, item, trajectory),
+        None => super::truncation::Kept::all(trajectory),
+    };
+    decision.ratio = kept.ratio;
+    decision.kept_messages = kept.messages;
+    decision.dropped = kept.dropped;
     decision
 }
 
