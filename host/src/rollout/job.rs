@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::agent::{run, Rollout, RolloutSpec};
 use crate::corpus::{Corpus, RolloutRow, SnapshotFunction};
+use crate::digest::canonical_json;
 use crate::plugin::ToolsPlugin;
-use crate::teacher::{canonical_json, Teacher};
+use crate::teacher::Teacher;
 
 pub type SharedCorpus = Arc<Mutex<Corpus>>;
 

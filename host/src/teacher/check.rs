@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::parse_response;
+use super::protocol::parse_response;
 
 pub struct CheckOptions {
     /// The endpoint as `[teacher] url` takes it: `http://host:port/v1`.

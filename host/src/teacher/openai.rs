@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Semaphore;
 
-use super::{
+use super::protocol::{
     parse_response_with, BoxFuture, ChatRequest, Completion, ParseOptions, Teacher, TeacherError,
 };
 

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{
+use super::protocol::{
     parse_response_with, BoxFuture, ChatRequest, Completion, ParseOptions, Teacher, TeacherError,
 };
 use crate::corpus::{Corpus, Exchange};

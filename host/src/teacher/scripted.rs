@@ -21,7 +21,7 @@
 
 use serde_json::{json, Value};
 
-use super::{parse_response, BoxFuture, ChatRequest, Completion, Teacher, TeacherError};
+use super::protocol::{parse_response, BoxFuture, ChatRequest, Completion, Teacher, TeacherError};
 
 pub struct ScriptedTeacher;
 
@@ -287,7 +287,7 @@ pub fn respond(request: &Value) -> Value {
             (
                 format!("Step {turn}: {name}."),
                 vec![json!({"id": format!("call_{turn}"), "type": "function",
-                            "function": {"name": name, "arguments": super::canonical_json(&args)}})],
+                            "function": {"name": name, "arguments": crate::digest::canonical_json(&args)}})],
             )
         }
     };
@@ -321,7 +321,7 @@ impl Teacher for ScriptedTeacher {
     ) -> BoxFuture<'a, Result<Completion, TeacherError>> {
         Box::pin(async move {
             let body = serde_json::to_value(request).expect("requests are JSON");
-            let raw = super::canonical_json(&respond(&body)).into_bytes();
+            let raw = crate::digest::canonical_json(&respond(&body)).into_bytes();
             let (message, finish_reason, usage) =
                 parse_response(&raw).expect("the scripted policy writes valid responses");
             Ok(Completion {

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::canonical_json;
+use crate::digest::canonical_json;
 use crate::trajectory::{FunctionCall, ToolCall};
 
 /// Whether text in `content` may hold tool calls at all (cheap test before parsing).
