@@ -370,14 +370,20 @@ impl<'c> Attached<'c> {
             self.detach()?;
             for (j, src) in sources.iter().enumerate().skip(group * GROUP).take(GROUP) {
                 let name = format!("s{}", j % GROUP);
-                self.conn.execute(
-                    &format!("ATTACH DATABASE ?1 AS {name}"),
-                    [src.to_str().context("a corpus path that is not UTF-8")?],
-                )?;
-                // The source's pages read through a map rather than copied into the cache.
-                let _ = self
-                    .conn
-                    .pragma_update(Some(&*name), "mmap_size", 1i64 << 32);
+                let path = src.to_str().context("a corpus path that is not UTF-8")?;
+                super::connection::serially(|| -> rusqlite::Result<()> {
+                    self.conn
+                        .execute(&format!("ATTACH DATABASE ?1 AS {name}"), [path])?;
+                    // The source's pages read through a map rather than copied into the cache.
+                    let _ = self
+                        .conn
+                        .pragma_update(Some(&*name), "mmap_size", 1i64 << 32);
+                    self.conn.query_row(
+                        &format!("SELECT count(*) FROM {name}.sqlite_schema"),
+                        [],
+                        |_| Ok(()),
+                    )
+                })?;
                 self.count += 1;
             }
             self.group = Some(group);
@@ -388,7 +394,9 @@ impl<'c> Attached<'c> {
     fn detach(&mut self) -> Result<()> {
         let mut result = Ok(());
         for j in 0..std::mem::take(&mut self.count) {
-            let detached = self.conn.execute(&format!("DETACH DATABASE s{j}"), []);
+            let detached = super::connection::serially(|| {
+                self.conn.execute(&format!("DETACH DATABASE s{j}"), [])
+            });
             if let (Ok(()), Err(e)) = (&result, detached) {
                 result = Err(e.into());
             }
