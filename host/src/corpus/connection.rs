@@ -25,9 +25,11 @@ pub(crate) fn serially<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// Reads the schema (and so maps the WAL index) while the lock is held.
+/// Reads the schema (and so maps the WAL index) while the lock is held. A file that is not a
+/// database fails here too; that error is left to the caller's first real use, which names
+/// what it expected.
 fn first_read(c: Connection) -> rusqlite::Result<SerialConnection> {
-    c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+    let _ = c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()));
     Ok(SerialConnection(ManuallyDrop::new(c)))
 }
 
