@@ -2,7 +2,8 @@
 //! and no file does either. Every file is parsed (`syn`), every `use` tree and every path in it
 //! is resolved to the file that defines what it names (through `mod.rs` re-exports), and the
 //! pairs of files, and of top modules, that reach each other are the failures. Paths inside
-//! macro calls are not seen (they are not parsed as Rust).
+//! macro calls are not seen (they are not parsed as Rust), and glob re-exports (`pub use x::*`,
+//! none in `host/src`) are not followed: a name through one counts as the re-exporting file's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -193,7 +194,7 @@ impl Crate {
             let mut found = Uses::default();
             found.push_tree(&mut Vec::new(), &u.tree);
             for (_, path) in found.paths {
-                if path.last().is_some_and(|l| l == name) || path.is_empty() {
+                if path.last().is_some_and(|l| l == name) {
                     if let Some(abs) = self.absolute(module, &path) {
                         return Some(abs);
                     }

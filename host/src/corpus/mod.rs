@@ -32,5 +32,3 @@ pub use store::{
 };
 pub use tree::{check_path, snapshot_id, Entry, MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK};
 pub use verdicts::StoredVerdict;
-
-pub use crate::digest::sha256_hex;

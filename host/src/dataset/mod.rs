@@ -7,5 +7,3 @@ pub mod render;
 pub mod rescore;
 pub mod reshard;
 pub mod select;
-
-pub(crate) use crate::digest::sha256_hex;

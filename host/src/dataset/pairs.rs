@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
-use super::sha256_hex;
 use crate::corpus::ImportEntry;
+use crate::digest::sha256_hex;
 
 /// Reference patches by instance id, each with the file it came from.
 #[derive(Debug, Default)]

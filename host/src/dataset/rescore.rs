@@ -10,9 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::pairs::{Pair, Reference, ReferenceText, Unpaired};
-use super::sha256_hex;
 use crate::corpus::{Corpus, ImportEntry, StoredVerdict};
 use crate::digest::canonical_json;
+use crate::digest::sha256_hex;
 use crate::plugin::Limits;
 use crate::plugin::{LoadedPlugin, PatchPair, PluginEngine, PluginSource, Verifier};
 

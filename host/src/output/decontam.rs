@@ -79,7 +79,7 @@ impl DecontaminateSection {
                 )
             })?;
             parse_instances(&bytes, &p.display().to_string())?;
-            self.sha256.push(crate::corpus::sha256_hex(&bytes));
+            self.sha256.push(crate::digest::sha256_hex(&bytes));
             *a = p.display().to_string();
         }
         Ok(())
@@ -92,7 +92,7 @@ impl DecontaminateSection {
         for (i, a) in self.against.iter().enumerate() {
             let bytes = std::fs::read(a).with_context(|| format!("{a}: cannot read"))?;
             if let Some(want) = self.sha256.get(i) {
-                let got = crate::corpus::sha256_hex(&bytes);
+                let got = crate::digest::sha256_hex(&bytes);
                 if &got != want {
                     bail!("{a}: the instance file changed since the config was loaded (sha256 {got}, recorded {want})");
                 }

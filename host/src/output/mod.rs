@@ -50,7 +50,7 @@ pub fn write_documents(
         out.push(DocumentInfo {
             file: name.to_string(),
             bytes: bytes.len() as u64,
-            sha256: crate::corpus::sha256_hex(&bytes),
+            sha256: crate::digest::sha256_hex(&bytes),
         });
     }
     Ok(out)

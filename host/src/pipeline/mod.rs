@@ -28,12 +28,10 @@ use serde_json::{json, Value};
 
 use crate::config::{Pipeline, Resolved};
 use crate::corpus::{ingest, Corpus, IngestOptions, Source};
-use crate::digest::canonical_json;
-use crate::digest::sha256_hex;
-pub use crate::shards::histogram::{render_histogram, score_bucket};
-pub use crate::shards::manifest::{
-    manifest_bytes, plugin_name, read_manifest, tool_versions, write_output, Manifest, PluginRef,
-    SnapshotRef, MANIFEST_FORMAT,
+use crate::digest::{canonical_json, sha256_hex};
+use crate::shards::histogram::{render_histogram, score_bucket};
+use crate::shards::manifest::{
+    plugin_name, tool_versions, write_output, Manifest, SnapshotRef, MANIFEST_FORMAT,
 };
 use item::ItemResult;
 use sha2::Digest as _;

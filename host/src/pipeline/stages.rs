@@ -49,7 +49,7 @@ pub struct Stages {
     pub truncator: Truncator,
     pub filters: Vec<TrajectoryFilter>,
     pub tokens: Arc<TokenCounter>,
-    pub plugin_hashes: BTreeMap<String, super::PluginRef>,
+    pub plugin_hashes: BTreeMap<String, crate::shards::manifest::PluginRef>,
     pub progress: super::progress::Progress,
     /// Commands (`[rollout.exec]`), when enabled.
     pub exec: Option<crate::exec::plan::ExecPlan>,
@@ -127,7 +127,7 @@ impl Stages {
         };
         plugin_hashes.insert(
             "tools".into(),
-            super::PluginRef {
+            crate::shards::manifest::PluginRef {
                 source: cfg.rollout.tools.clone(),
                 sha256: tools_p.sha256.clone(),
             },
@@ -141,7 +141,7 @@ impl Stages {
         )?;
         plugin_hashes.insert(
             "pr_synth".into(),
-            super::PluginRef {
+            crate::shards::manifest::PluginRef {
                 source: cfg.pr_synth.plugin.clone(),
                 sha256: pr_p.sha256.clone(),
             },
@@ -155,7 +155,7 @@ impl Stages {
         )?;
         plugin_hashes.insert(
             "verify".into(),
-            super::PluginRef {
+            crate::shards::manifest::PluginRef {
                 source: cfg.verify.plugin.clone(),
                 sha256: v_p.sha256.clone(),
             },

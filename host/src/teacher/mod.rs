@@ -10,12 +10,9 @@ pub mod serve;
 pub mod text_calls;
 
 pub use openai::{endpoint_url, OpenAiTeacher, RetryPolicy};
-pub use record::{RecordingTeacher, ReplayTeacher};
-pub use scripted::ScriptedTeacher;
-
-/// Here for older paths: it lives in `digest`.
-pub use crate::digest::canonical_json;
 pub use protocol::{
     parse_response, parse_response_with, BoxFuture, ChatRequest, Completion, ParseOptions, Teacher,
     TeacherError,
 };
+pub use record::{RecordingTeacher, ReplayTeacher};
+pub use scripted::ScriptedTeacher;
