@@ -364,6 +364,27 @@ fn merge_refuses_conflicts_and_corrupt_blobs() {
         "{err}"
     );
     assert_eq!(content_digest(&dst), before);
+    // The same, first of the sources of a merge that creates its destination (whose checks
+    // start before the destination exists): nothing is committed, and without the corrupt
+    // source the merge completes.
+    let fresh = dir.path().join("fresh.sqlite");
+    let err = fails(
+        bin()
+            .args(["corpus", "merge", s(&corrupt), s(&src), "--db", s(&fresh)])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        err.contains(&format!("blob {fake} is corrupt")) && err.contains(s(&corrupt)),
+        "{err}"
+    );
+    let blobs: i64 = rusqlite::Connection::open(&fresh)
+        .unwrap()
+        .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blobs, 0, "nothing of a failed group is committed");
+    sera(&["corpus", "merge", s(&src), "--db", s(&fresh)]);
+    assert_eq!(content_digest(&fresh), before);
 
     // Not a corpus; the destination itself.
     let junk = dir.path().join("junk.sqlite");
