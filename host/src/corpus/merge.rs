@@ -229,11 +229,6 @@ pub fn merge(db: &Path, sources: &[PathBuf]) -> Result<MergeReport> {
         .conn()
         .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0))
         .is_ok_and(|m| m.eq_ignore_ascii_case("delete"));
-    // The id index takes its inserts in hash order, all over the b-tree: with SQLite's
-    // default 2 MB cache (31 pages of 64 KiB) its pages would be written out and read back.
-    // Much more than 16 MB costs more than it saves: a batch's pages would pile up in memory
-    // (fresh pages to fault in) instead of going to the file as they fill.
-    let _ = dst.conn().pragma_update(None, "cache_size", -(16 << 10));
     let mut attached = Attached::new(dst.conn());
     let result = merge_all(&dst, &mut attached, db, sources, &mut checks, first);
     let detached = attached.detach();
@@ -292,6 +287,7 @@ fn merge_all(
             ..SourceMerged::default()
         });
     }
+    cache_for_index(conn, checks.queued)?;
     // 2. The sources of a group in one transaction: each one's new blobs, then its rows,
     //    checked again against what the sources before it brought; committed once every blob
     //    in it has passed its check. A group that brings more blobs than a batch also commits
@@ -446,6 +442,26 @@ impl FirstSource {
             jobs: checks.submit(0, &rowids),
         })
     }
+}
+
+/// Sizes the destination's page cache for the blobs' id index: it takes its inserts in hash
+/// order, all over the b-tree, so its pages must stay in the cache or be written out and read
+/// back for every few blobs (SQLite's default 2 MB cache is 31 pages of 64 KiB). The blobs'
+/// own pages only pass through: more cache than the index needs is memory to fault in
+/// (4,000 faults for 16 MB), a tenth of a small merge's time on its main thread.
+/// Measured (2 cores): 5,800 blobs merged 5% faster with 4 MB than with 16 MB; 80,000
+/// blobs (an 8 MB index) 38% slower with 4 MB, no faster with 32 or 64 MB.
+fn cache_for_index(conn: &rusqlite::Connection, new_blobs: u64) -> Result<()> {
+    let present: i64 =
+        conn.query_row("SELECT coalesce(max(rowid), 0) FROM main.blobs", [], |r| {
+            r.get(0)
+        })?;
+    // ~100 bytes an index entry (a 64-character id, its rowid, cell overhead, pages not full),
+    // twice that for the blobs' pages passing through.
+    let index_kib = (present.max(0) as u64 + new_blobs) * 100 / 1024;
+    let kib = (2 * index_kib).clamp(4 << 10, 64 << 10);
+    conn.pragma_update(None, "cache_size", -(kib as i64))?;
+    Ok(())
 }
 
 /// Gets the destination's new pages onto the disk while the merge goes on: SQLite writes
@@ -655,6 +671,8 @@ struct BlobChecks {
     cores: usize,
     /// (first, last) rowid of each job.
     ranges: Vec<(i64, i64)>,
+    /// Blobs in every job queued so far.
+    queued: u64,
     passed: Vec<bool>,
     jobs: Option<std::sync::mpsc::Sender<CheckJob>>,
     results: std::sync::mpsc::Receiver<(usize, Result<()>)>,
@@ -675,6 +693,7 @@ impl BlobChecks {
             sources: sources.to_vec(),
             cores,
             ranges: Vec::new(),
+            queued: 0,
             passed: Vec::new(),
             jobs: Some(jobs),
             results,
@@ -691,6 +710,7 @@ impl BlobChecks {
         // thousands of small ones), at most JOB_BLOBS each.
         let per_job = rowids.len().div_ceil(self.cores * 4).clamp(16, JOB_BLOBS);
         let start = self.ranges.len();
+        self.queued += rowids.len() as u64;
         for chunk in rowids.chunks(per_job) {
             let k = self.ranges.len();
             self.ranges.push((chunk[0], chunk[chunk.len() - 1]));
