@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sera_host::corpus::Corpus;
 use serde_json::{json, Value};
 
 fn fixtures() -> PathBuf {
@@ -232,11 +233,18 @@ fn rescore_pydicom_against_the_gold_patch_matches_an_independent_recall() {
         "{p1}"
     );
     // Imports stored before the target-patch blob column (schema 4) are read from their source
-    // fields: the same pair, so a lookup.
+    // fields (where the patch then was): the same pair, so a lookup.
     {
+        let corpus = Corpus::open(&db).unwrap();
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute("UPDATE imports SET target_patch = NULL", [])
+        for e in corpus.import_entries().unwrap() {
+            let fields = corpus.import_meta(&e.id).unwrap();
+            conn.execute(
+                "UPDATE imports SET meta = ?1, target_patch = NULL WHERE id = ?2",
+                [fields.to_string(), e.id],
+            )
             .unwrap();
+        }
     }
     let p1_old = ok(bin()
         .args(["rescore", "--list", "--reference", "p1", "--db"])

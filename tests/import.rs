@@ -260,6 +260,82 @@ fn sera_rows_import_with_their_fields() {
     );
 }
 
+/// A T2 row's `target_patch` (its P1) is stored once, as a blob, not also inside the row's kept
+/// source fields, and every reader puts it back; a corpus written before (schema 7, the field in
+/// both) is brought to the same bytes by its migration.
+#[test]
+fn a_target_patch_is_stored_once_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let traj = fixtures().join("marshmallow-code__marshmallow-1867.traj");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&traj).unwrap()).unwrap();
+    let p1 = v["info"]["submission"].as_str().unwrap().to_string();
+    let row = serde_json::json!({
+        "messages": v["history"].to_string(),
+        "instance_id": "marshmallow-code__marshmallow-1867",
+        "rollout_patch": v["info"]["submission"],
+        "target_patch": p1,
+        "func_name": "TimeDelta._serialize",
+        "func_path": "src/marshmallow/fields.py",
+        "problem_statement": "Précision: \"µs\"\tround\u{1F600} \\ / \u{7}",
+        "source": 0.1,
+        "docker_image": {"b": [1, 2.5e-7, null], "a": "z"},
+    });
+    let path = dir.path().join("sera.jsonl");
+    std::fs::write(&path, format!("{row}\n")).unwrap();
+    let db = dir.path().join("c.sqlite");
+    let o = bin()
+        .args(["import", "--format", "sera", "--db"])
+        .arg(&db)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut expected = row.as_object().unwrap().clone();
+    for k in ["messages", "instance_id", "rollout_patch"] {
+        expected.remove(k);
+    }
+    let expected = serde_json::Value::Object(expected);
+
+    let raw = || -> (String, String, Option<String>) {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("SELECT id, meta, target_patch FROM imports", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap()
+    };
+    let (id, stored, blob) = raw();
+    assert!(!stored.contains("target_patch"), "{stored}");
+    assert!(blob.is_some());
+    let corpus = Corpus::open(&db).unwrap();
+    assert_eq!(corpus.imports().unwrap()[0].meta, expected);
+    assert_eq!(corpus.import_meta(&id).unwrap(), expected);
+    assert_eq!(
+        corpus.import_target_patch(&id).unwrap().as_deref(),
+        Some(&*p1)
+    );
+    let shown = corpus.import_by_prefix(&id[..12]).unwrap().unwrap();
+    assert_eq!(shown["source_fields"], expected);
+    let entry = &corpus.import_entries().unwrap()[0];
+    assert_eq!(entry.target_patch_blob, blob);
+    assert_eq!(entry.func_name.as_deref(), Some("TimeDelta._serialize"));
+    drop(corpus);
+
+    // As the previous schema stored it: the whole object, target patch included.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute("UPDATE imports SET meta = ?1", [expected.to_string()])
+        .unwrap();
+    c.pragma_update(None, "user_version", 7).unwrap();
+    drop(c);
+    let corpus = Corpus::open(&db).unwrap();
+    assert_eq!(
+        raw().1,
+        stored,
+        "the migration writes what an import writes"
+    );
+    assert_eq!(corpus.import_meta(&id).unwrap(), expected);
+}
+
 #[test]
 fn mini_swe_agent_actions_become_bash_calls() {
     let dir = tempfile::tempdir().unwrap();

@@ -48,6 +48,14 @@ pub struct PreparedImport {
 impl PreparedImport {
     pub fn new(it: &Imported, compressor: &mut zstd::bulk::Compressor<'static>) -> Result<Self> {
         let blob = |raw: &[u8], c: &mut zstd::bulk::Compressor<'static>| PreparedBlob::new(raw, c);
+        let target_patch = match it
+            .meta
+            .get("target_patch")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(tp) if !tp.trim().is_empty() => Some(blob(tp.as_bytes(), compressor)?),
+            _ => None,
+        };
         Ok(PreparedImport {
             format: it.format,
             source: it.source.clone(),
@@ -59,17 +67,42 @@ impl PreparedImport {
                 .as_ref()
                 .map(|p| blob(p.as_bytes(), compressor))
                 .transpose()?,
-            target_patch: match it
-                .meta
-                .get("target_patch")
-                .and_then(serde_json::Value::as_str)
-            {
-                Some(tp) if !tp.trim().is_empty() => Some(blob(tp.as_bytes(), compressor)?),
-                _ => None,
-            },
-            meta: it.meta.to_string(),
+            meta: stored_meta(&it.meta, target_patch.is_some()),
+            target_patch,
         })
     }
+}
+
+/// `meta` as stored: without its `target_patch` when that is stored as its own blob (see
+/// schema migration 8); [`with_target_patch`] puts it back.
+fn stored_meta(meta: &serde_json::Value, target_patch_blob: bool) -> String {
+    struct Without<'a>(&'a serde_json::Map<String, serde_json::Value>);
+    impl serde::Serialize for Without<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().filter(|(k, _)| *k != "target_patch"))
+        }
+    }
+    match meta.as_object() {
+        Some(m) if target_patch_blob => serde_json::to_string(&Without(m)).unwrap_or_default(),
+        _ => meta.to_string(),
+    }
+}
+
+/// `meta` as read back: its `target_patch` field from the blob when it was stored apart.
+fn with_target_patch(
+    corpus: &Corpus,
+    meta: &str,
+    target_patch: Option<&str>,
+) -> Result<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_str(meta)?;
+    if let (Some(blob), Some(m)) = (target_patch, v.as_object_mut()) {
+        if !m.contains_key("target_patch") {
+            let text = String::from_utf8(corpus.blob(blob)?)
+                .map_err(|_| anyhow::anyhow!("blob {blob}: a target patch that is not UTF-8"))?;
+            m.insert("target_patch".into(), serde_json::Value::String(text));
+        }
+    }
+    Ok(v)
 }
 
 impl ImportWriter<'_> {
@@ -219,50 +252,63 @@ impl Corpus {
     /// an error when the prefix is ambiguous.
     pub fn import_by_prefix(&self, id: &str) -> Result<Option<serde_json::Value>> {
         let mut st = self.conn().prepare_cached(
-            "SELECT id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at
+            "SELECT id, format, source, source_sha256, locator, instance_id, trajectory, patch, meta, imported_at, target_patch
              FROM imports WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2",
         )?;
-        let hits: Vec<serde_json::Value> = st
+        let hits: Vec<(serde_json::Value, String, Option<String>)> = st
             .query_map(params![id, format!("{id}\u{10ffff}")], |r| {
-                Ok(serde_json::json!({
-                    "import": r.get::<_, String>(0)?,
-                    "format": r.get::<_, String>(1)?,
-                    "source": r.get::<_, String>(2)?,
-                    "source_sha256": r.get::<_, String>(3)?,
-                    "locator": r.get::<_, String>(4)?,
-                    "instance_id": r.get::<_, Option<String>>(5)?,
-                    "trajectory_sha256": r.get::<_, String>(6)?,
-                    "patch_sha256": r.get::<_, Option<String>>(7)?,
-                    "source_fields": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(8)?).unwrap_or_default(),
-                    "imported_at": r.get::<_, String>(9)?,
-                }))
+                Ok((
+                    serde_json::json!({
+                        "import": r.get::<_, String>(0)?,
+                        "format": r.get::<_, String>(1)?,
+                        "source": r.get::<_, String>(2)?,
+                        "source_sha256": r.get::<_, String>(3)?,
+                        "locator": r.get::<_, String>(4)?,
+                        "instance_id": r.get::<_, Option<String>>(5)?,
+                        "trajectory_sha256": r.get::<_, String>(6)?,
+                        "patch_sha256": r.get::<_, Option<String>>(7)?,
+                        "imported_at": r.get::<_, String>(9)?,
+                    }),
+                    r.get(8)?,
+                    r.get(10)?,
+                ))
             })?
             .collect::<rusqlite::Result<_>>()?;
         match hits.len() {
             0 => Ok(None),
-            1 => Ok(hits.into_iter().next()),
+            1 => {
+                let (mut v, meta, target_patch) = hits.into_iter().next().expect("one");
+                v["source_fields"] =
+                    with_target_patch(self, &meta, target_patch.as_deref()).unwrap_or_default();
+                Ok(Some(v))
+            }
             _ => anyhow::bail!("import id prefix {id} is ambiguous; give more characters"),
         }
     }
 
     /// The source fields an import kept.
     pub fn import_meta(&self, id: &str) -> Result<serde_json::Value> {
-        let meta: String = self
+        let (meta, target_patch): (String, Option<String>) = self
             .conn()
-            .prepare_cached("SELECT meta FROM imports WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))?;
-        Ok(serde_json::from_str(&meta)?)
+            .prepare_cached("SELECT meta, target_patch FROM imports WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        with_target_patch(self, &meta, target_patch.as_deref())
     }
 
     /// The `target_patch` source field of an import (a SERA T2 row's P1), if it has one.
     pub fn import_target_patch(&self, id: &str) -> Result<Option<String>> {
         let mut st = self
             .conn()
-            .prepare_cached("SELECT meta FROM imports WHERE id = ?1")?;
+            .prepare_cached("SELECT meta, target_patch FROM imports WHERE id = ?1")?;
         let mut rows = st.query([id])?;
         let Some(r) = rows.next()? else {
             return Ok(None);
         };
+        if let Some(blob) = r.get_ref(1)?.as_str_or_null()? {
+            return Ok(Some(
+                String::from_utf8_lossy(&self.blob(blob)?).into_owned(),
+            ));
+        }
         let peek: MetaPeek = serde_json::from_str(r.get_ref(0)?.as_str()?)?;
         Ok(peek
             .target_patch

@@ -175,6 +175,12 @@ const MIGRATIONS: &[&str] = &[
         stopped TEXT,                   -- why the item ended early, when it did
         PRIMARY KEY (pipeline, item)
     ) WITHOUT ROWID;",
+    // 8: an import's `target_patch` source field is kept once, as the blob its column names,
+    // not also inside `meta` (where it was most of the row: ~2.5 KB of a SERA T2 row, so that
+    // listing 200,000 imports walked 500 MB of overflow pages). Readers of `meta` put it back.
+    // `json_remove` keeps the rest of the text as it was (the same bytes an import now writes).
+    "UPDATE imports SET meta = json_remove(meta, '$.target_patch')
+     WHERE target_patch IS NOT NULL AND json_type(meta, '$.target_patch') = 'text';",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
