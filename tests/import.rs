@@ -198,6 +198,21 @@ fn bad_input_names_file_and_place_and_keep_going_imports_the_rest() {
     assert_eq!(Corpus::open(&db).unwrap().import_count().unwrap(), 1);
 }
 
+/// Writes `row` as `sera.jsonl` in `dir` and imports it into `c.sqlite` there.
+fn import_sera_row(dir: &std::path::Path, row: &serde_json::Value) -> (PathBuf, PathBuf) {
+    let path = dir.join("sera.jsonl");
+    std::fs::write(&path, format!("{row}\n")).unwrap();
+    let db = dir.join("c.sqlite");
+    let o = bin()
+        .args(["import", "--format", "sera", "--db"])
+        .arg(&db)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (path, db)
+}
+
 /// SERA's released rows carry the SWE-agent history as a JSON string; one built here from the
 /// real marshmallow run imports with the same counts as the .traj, and keeps its fields.
 #[test]
@@ -217,16 +232,7 @@ fn sera_rows_import_with_their_fields() {
         "docker_image": "none",
     });
     let bad = serde_json::json!({"messages": [], "instance_id": "x"});
-    let path = dir.path().join("sera.jsonl");
-    std::fs::write(&path, format!("{row}\n")).unwrap();
-    let db = dir.path().join("c.sqlite");
-    let o = bin()
-        .args(["import", "--format", "sera", "--db"])
-        .arg(&db)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (path, db) = import_sera_row(dir.path(), &row);
     let rows = Corpus::open(&db).unwrap().imports().unwrap();
     assert_eq!(rows.len(), 1);
     let t: Trajectory = serde_json::from_slice(&rows[0].trajectory).unwrap();
@@ -280,16 +286,7 @@ fn a_target_patch_is_stored_once_and_read_back() {
         "source": 0.1,
         "docker_image": {"b": [1, 2.5e-7, null], "a": "z"},
     });
-    let path = dir.path().join("sera.jsonl");
-    std::fs::write(&path, format!("{row}\n")).unwrap();
-    let db = dir.path().join("c.sqlite");
-    let o = bin()
-        .args(["import", "--format", "sera", "--db"])
-        .arg(&db)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, db) = import_sera_row(dir.path(), &row);
     let mut expected = row.as_object().unwrap().clone();
     for k in ["messages", "instance_id", "rollout_patch"] {
         expected.remove(k);
