@@ -331,6 +331,15 @@ fn a_target_patch_is_stored_once_and_read_back() {
         "the migration writes what an import writes"
     );
     assert_eq!(corpus.import_meta(&id).unwrap(), expected);
+    drop(corpus);
+    // Fields that are not JSON (a damaged row) do not stop the migration.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute("UPDATE imports SET meta = '{not json'", [])
+        .unwrap();
+    c.pragma_update(None, "user_version", 7).unwrap();
+    drop(c);
+    Corpus::open(&db).unwrap();
+    assert_eq!(raw().1, "{not json");
 }
 
 #[test]

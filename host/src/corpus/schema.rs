@@ -178,9 +178,11 @@ const MIGRATIONS: &[&str] = &[
     // 8: an import's `target_patch` source field is kept once, as the blob its column names,
     // not also inside `meta` (where it was most of the row: ~2.5 KB of a SERA T2 row, so that
     // listing 200,000 imports walked 500 MB of overflow pages). Readers of `meta` put it back.
-    // `json_remove` keeps the rest of the text as it was (the same bytes an import now writes).
+    // `json_remove` keeps the rest of the text as it was (the same bytes an import now writes);
+    // a row whose fields are not valid JSON is left as it is rather than failing the migration.
     "UPDATE imports SET meta = json_remove(meta, '$.target_patch')
-     WHERE target_patch IS NOT NULL AND json_type(meta, '$.target_patch') = 'text';",
+     WHERE target_patch IS NOT NULL
+       AND CASE WHEN json_valid(meta) THEN json_type(meta, '$.target_patch') END = 'text';",
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
