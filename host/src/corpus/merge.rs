@@ -323,7 +323,7 @@ fn merge_all(
                     batch_bytes += bytes;
                     unconfirmed.push(k);
                     if batch_bytes >= BLOB_BATCH_BYTES {
-                        write_ahead(conn, db)?;
+                        writeback.sync(conn)?;
                         checks.wait(unconfirmed.drain(..))?;
                         tx_now.commit()?;
                         tx_now = conn.unchecked_transaction()?;
@@ -346,7 +346,7 @@ fn merge_all(
             m.blobs_present = m.blobs_present.saturating_sub(m.blobs_copied);
             m.seconds += started.elapsed().as_secs_f64();
         }
-        write_ahead(conn, db).with_context(|| format!("corpus merge into {}", db.display()))?;
+        writeback.sync(conn)?;
         checks.wait(unconfirmed.drain(..))?;
         if let Some(t) = tx {
             t.commit()?;
@@ -466,27 +466,45 @@ fn cache_for_index(conn: &rusqlite::Connection, new_blobs: u64) -> Result<()> {
 
 /// Gets the destination's new pages onto the disk while the merge goes on: SQLite writes
 /// them to the file as each job's blobs are copied, and a thread syncs the file meanwhile, so
-/// that the sync before the commit finds little left to write.
+/// that the sync before each commit ([`Writeback::sync`]) finds little left to write.
 struct Writeback {
+    db: PathBuf,
+    file: std::sync::Arc<std::fs::File>,
     wake: Option<std::sync::mpsc::SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writeback {
     fn start(db: &Path) -> Result<Self> {
-        let file =
-            std::fs::File::open(db).with_context(|| format!("{}: cannot open", db.display()))?;
+        let file = std::sync::Arc::new(
+            std::fs::File::open(db).with_context(|| format!("{}: cannot open", db.display()))?,
+        );
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let synced = file.clone();
         let thread = std::thread::spawn(move || {
             while woken.recv().is_ok() {
                 // The sync before each commit reports errors; this one only gets ahead.
-                let _ = file.sync_data();
+                let _ = synced.sync_data();
             }
         });
         Ok(Writeback {
+            db: db.to_path_buf(),
+            file,
             wake: Some(wake),
             thread: Some(thread),
         })
+    }
+
+    /// Writes the open transaction's pages to the destination and syncs them while the blob
+    /// checks still run, so that the commit after them has only its journal left to sync (on
+    /// the demo's worker corpora it took 17–19 ms of a 110 ms merge, on one core, after the
+    /// checks).
+    fn sync(&self, conn: &rusqlite::Connection) -> Result<()> {
+        (|| -> Result<()> {
+            conn.cache_flush()?;
+            Ok(self.file.sync_data()?)
+        })()
+        .with_context(|| format!("corpus merge into {}", self.db.display()))
     }
 
     fn nudge(&self, conn: &rusqlite::Connection) -> Result<()> {
@@ -506,15 +524,6 @@ impl Drop for Writeback {
             let _ = t.join();
         }
     }
-}
-
-/// Writes the open transaction's pages to the destination and syncs them while the blob
-/// checks still run, so that the commit after them has only its journal left to sync (on the
-/// demo's worker corpora it took 17–19 ms of a 110 ms merge, on one core, after the checks).
-fn write_ahead(conn: &rusqlite::Connection, db: &Path) -> Result<()> {
-    conn.cache_flush()?;
-    std::fs::File::open(db).and_then(|f| f.sync_data())?;
-    Ok(())
 }
 
 /// (blobs in source `a`, rowids of those the destination lacks, ascending).
