@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use sera_host::corpus::Corpus;
 use sera_host::rollout::trajectory::{Role, Trajectory};
@@ -15,6 +15,16 @@ fn fixtures() -> PathBuf {
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sera-host"))
+}
+
+/// `sera-host import --format FORMAT --db DB SOURCE`.
+fn import(format: &str, db: &Path, source: impl AsRef<std::ffi::OsStr>) -> Output {
+    bin()
+        .args(["import", "--format", format, "--db"])
+        .arg(db)
+        .arg(source)
+        .output()
+        .unwrap()
 }
 
 /// Counts read straight from a .traj file: messages, and tool calls (1.x `tool_calls`, or one
@@ -37,12 +47,7 @@ fn source_counts(path: &PathBuf) -> (usize, usize) {
 fn every_swe_agent_fixture_imports_with_its_counts() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.sqlite");
-    let out = bin()
-        .args(["import", "--format", "swe-agent", "--db"])
-        .arg(&db)
-        .arg(fixtures())
-        .output()
-        .unwrap();
+    let out = import("swe-agent", &db, fixtures());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -105,12 +110,7 @@ fn every_swe_agent_fixture_imports_with_its_counts() {
         .arguments
         .contains("create reproduce_bug.py"));
     // A second import of the same files adds nothing.
-    let again = bin()
-        .args(["import", "--format", "swe-agent", "--db"])
-        .arg(&db)
-        .arg(fixtures())
-        .output()
-        .unwrap();
+    let again = import("swe-agent", &db, fixtures());
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 trajectories imported, 4 already"));
 }
 
@@ -167,12 +167,7 @@ fn bad_input_names_file_and_place_and_keep_going_imports_the_rest() {
         ),
     )
     .unwrap();
-    let o = bin()
-        .args(["import", "--format", "openai-jsonl", "--db"])
-        .arg(&db)
-        .arg(&jsonl)
-        .output()
-        .unwrap();
+    let o = import("openai-jsonl", &db, &jsonl);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("rows.jsonl:2: expected a JSON object with `messages`, found a list"),
@@ -183,12 +178,7 @@ fn bad_input_names_file_and_place_and_keep_going_imports_the_rest() {
         "{\"messages\": [{\"role\": \"tool\", \"tool_call_id\": \"nope\", \"content\": \"x\"}]}\n",
     )
     .unwrap();
-    let o = bin()
-        .args(["import", "--format", "openai-jsonl", "--db"])
-        .arg(&db)
-        .arg(&jsonl)
-        .output()
-        .unwrap();
+    let o = import("openai-jsonl", &db, &jsonl);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("rows.jsonl:1: messages[0]: a tool result for call id \"nope\""),
@@ -199,16 +189,11 @@ fn bad_input_names_file_and_place_and_keep_going_imports_the_rest() {
 }
 
 /// Writes `row` as `sera.jsonl` in `dir` and imports it into `c.sqlite` there.
-fn import_sera_row(dir: &std::path::Path, row: &serde_json::Value) -> (PathBuf, PathBuf) {
+fn import_sera_row(dir: &Path, row: &serde_json::Value) -> (PathBuf, PathBuf) {
     let path = dir.join("sera.jsonl");
     std::fs::write(&path, format!("{row}\n")).unwrap();
     let db = dir.join("c.sqlite");
-    let o = bin()
-        .args(["import", "--format", "sera", "--db"])
-        .arg(&db)
-        .arg(&path)
-        .output()
-        .unwrap();
+    let o = import("sera", &db, &path);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (path, db)
 }
@@ -253,12 +238,7 @@ fn sera_rows_import_with_their_fields() {
         v["info"]["submission"].as_str().map(str::as_bytes)
     );
     std::fs::write(&path, format!("{row}\n{bad}\n")).unwrap();
-    let o = bin()
-        .args(["import", "--format", "sera", "--db"])
-        .arg(&db)
-        .arg(&path)
-        .output()
-        .unwrap();
+    let o = import("sera", &db, &path);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("sera.jsonl:2: `messages` must be a JSON string"),
@@ -360,12 +340,7 @@ fn mini_swe_agent_actions_become_bash_calls() {
     });
     std::fs::write(&path, doc.to_string()).unwrap();
     let db = dir.path().join("c.sqlite");
-    let o = bin()
-        .args(["import", "--format", "mini-swe-agent", "--db"])
-        .arg(&db)
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let o = import("mini-swe-agent", &db, dir.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows = Corpus::open(&db).unwrap().imports().unwrap();
     let t: Trajectory = serde_json::from_slice(&rows[0].trajectory).unwrap();

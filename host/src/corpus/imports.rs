@@ -97,8 +97,7 @@ fn with_target_patch(
     let mut v: serde_json::Value = serde_json::from_str(meta)?;
     if let (Some(blob), Some(m)) = (target_patch, v.as_object_mut()) {
         if !m.contains_key("target_patch") {
-            let text = String::from_utf8(corpus.blob(blob)?)
-                .map_err(|_| anyhow::anyhow!("blob {blob}: a target patch that is not UTF-8"))?;
+            let text = corpus.target_patch_text(blob)?;
             m.insert("target_patch".into(), serde_json::Value::String(text));
         }
     }
@@ -295,6 +294,12 @@ impl Corpus {
         with_target_patch(self, &meta, target_patch.as_deref())
     }
 
+    /// A target patch stored as its own blob (schema 5 and later).
+    fn target_patch_text(&self, blob: &str) -> Result<String> {
+        String::from_utf8(self.blob(blob)?)
+            .map_err(|_| anyhow::anyhow!("blob {blob}: a target patch that is not UTF-8"))
+    }
+
     /// The `target_patch` source field of an import (a SERA T2 row's P1), if it has one.
     pub fn import_target_patch(&self, id: &str) -> Result<Option<String>> {
         let mut st = self
@@ -305,9 +310,7 @@ impl Corpus {
             return Ok(None);
         };
         if let Some(blob) = r.get_ref(1)?.as_str_or_null()? {
-            return Ok(Some(
-                String::from_utf8_lossy(&self.blob(blob)?).into_owned(),
-            ));
+            return Ok(Some(self.target_patch_text(blob)?));
         }
         let peek: MetaPeek = serde_json::from_str(r.get_ref(0)?.as_str()?)?;
         Ok(peek
