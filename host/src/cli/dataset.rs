@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::corpus::Corpus;
+use crate::corpus::{Corpus, StoredVerdict};
 use crate::dataset::pairs::Reference;
 use crate::dataset::rescore::{rescore, VerifierSpec};
 use crate::dataset::reshard::{execute, Overrides, ReshardSpec};
@@ -60,8 +60,10 @@ pub fn rescore_cmd(args: RescoreArgs) -> Result<ExitCode> {
         true,
     )?;
     if args.list {
+        let by_import: std::collections::HashMap<&str, &StoredVerdict> =
+            verdicts.iter().map(|(id, v)| (id.as_str(), v)).collect();
         for e in &entries {
-            let Some(v) = verdicts.get(&e.id) else {
+            let Some(v) = by_import.get(e.id.as_str()) else {
                 continue;
             };
             let score = match (&v.failure, v.score) {

@@ -2,7 +2,6 @@
 //! verification. The other files of this module add the tables of later stages.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -242,39 +241,48 @@ impl Corpus {
             .with_context(|| format!("blob {id}: cannot decompress"))
     }
 
-    /// The raw bytes of every blob of `ids` (each at most once needed; repeats are fine), in
-    /// one query per 400 ids rather than one per blob, decompressed on the caller's thread.
-    pub fn blobs_many(&self, ids: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(400) {
+    /// The raw bytes of each blob of `ids`, in that order (an id may repeat), in one query per
+    /// 400 distinct ids rather than one per blob, decompressed on the caller's thread.
+    pub fn blobs_in_order(&self, ids: &[&str]) -> Result<Vec<Vec<u8>>> {
+        // (id, position) sorted by id: a row's positions are found by binary search, without
+        // an owned key per blob.
+        let mut at: Vec<(&str, usize)> = ids.iter().copied().zip(0..).collect();
+        at.sort_unstable();
+        let mut distinct: Vec<&str> = at.iter().map(|(id, _)| *id).collect();
+        distinct.dedup();
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
+        let mut slot = self.decompressor.borrow_mut();
+        let decompressor = match &mut *slot {
+            Some(d) => d,
+            empty => empty.insert(zstd::bulk::Decompressor::new().context("zstd decompressor")?),
+        };
+        for chunk in distinct.chunks(400) {
             let marks = vec!["?"; chunk.len()].join(",");
             let mut st = self.conn.prepare_cached(&format!(
                 "SELECT id, raw_size, data FROM blobs WHERE id IN ({marks})"
             ))?;
             let mut rows = st.query(rusqlite::params_from_iter(chunk.iter()))?;
-            let mut slot = self.decompressor.borrow_mut();
-            let decompressor = match &mut *slot {
-                Some(d) => d,
-                empty => {
-                    empty.insert(zstd::bulk::Decompressor::new().context("zstd decompressor")?)
-                }
-            };
             while let Some(r) = rows.next()? {
-                let id: String = r.get(0)?;
+                let id = r.get_ref(0)?.as_str()?;
                 let size: i64 = r.get(1)?;
                 let data = r.get_ref(2)?.as_blob()?;
                 let raw = decompressor
                     .decompress(data, size as usize)
                     .with_context(|| format!("blob {id}: cannot decompress"))?;
-                out.insert(id, raw);
+                let first = at.partition_point(|(x, _)| *x < id);
+                let n = at[first..].iter().take_while(|(x, _)| *x == id).count();
+                for &(_, i) in &at[first + 1..first + n] {
+                    out[i] = Some(raw.clone());
+                }
+                if let Some(&(_, i)) = at.get(first).filter(|_| n > 0) {
+                    out[i] = Some(raw);
+                }
             }
         }
-        for id in ids {
-            if !out.contains_key(*id) {
-                anyhow::bail!("blob {id} is not in the corpus");
-            }
-        }
-        Ok(out)
+        out.into_iter()
+            .zip(ids)
+            .map(|(raw, id)| raw.with_context(|| format!("blob {id} is not in the corpus")))
+            .collect()
     }
 
     /// Resolves a snapshot given as a full id, a unique id prefix (6+ hex digits), or the name

@@ -24,7 +24,7 @@ impl Corpus {
         &self,
         plugin: &str,
         config: &str,
-        pairs: &[String],
+        pairs: &[&str],
     ) -> Result<HashMap<String, StoredVerdict>> {
         let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<StoredVerdict> {
             Ok(StoredVerdict {
@@ -37,8 +37,7 @@ impl Corpus {
         };
         let mut out = HashMap::new();
         if pairs.len() > 256 {
-            let wanted: std::collections::HashSet<&str> =
-                pairs.iter().map(String::as_str).collect();
+            let wanted: std::collections::HashSet<&str> = pairs.iter().copied().collect();
             let mut st = self.conn().prepare_cached(
                 "SELECT score, matched, total, detail, failure, pair FROM verdicts WHERE plugin = ?1 AND config = ?2",
             )?;
@@ -55,12 +54,12 @@ impl Corpus {
             "SELECT score, matched, total, detail, failure FROM verdicts WHERE plugin = ?1 AND config = ?2 AND pair = ?3",
         )?;
         for pair in pairs {
-            if out.contains_key(pair) {
+            if out.contains_key(*pair) {
                 continue;
             }
             let mut rows = st.query(params![plugin, config, pair])?;
             if let Some(r) = rows.next()? {
-                out.insert(pair.clone(), row(r)?);
+                out.insert(pair.to_string(), row(r)?);
             }
         }
         Ok(out)
@@ -71,7 +70,7 @@ impl Corpus {
         &self,
         plugin: &str,
         config: &str,
-        verdicts: &[(String, StoredVerdict)],
+        verdicts: &[(&str, &StoredVerdict)],
     ) -> Result<()> {
         let tx = self.conn().unchecked_transaction()?;
         {
@@ -81,8 +80,8 @@ impl Corpus {
             )?;
             // In key order: each insert lands beside the last one instead of anywhere in the
             // b-tree (random pair hashes split pages all over it and spill the cache).
-            let mut sorted: Vec<&(String, StoredVerdict)> = verdicts.iter().collect();
-            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut sorted: Vec<&(&str, &StoredVerdict)> = verdicts.iter().collect();
+            sorted.sort_unstable_by_key(|(pair, _)| *pair);
             for (pair, v) in sorted {
                 st.execute(params![
                     pair, plugin, config, v.score, v.matched, v.total, v.detail, v.failure

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::corpus::ImportEntry;
 use crate::digest::sha256_hex;
+use sha2::{Digest, Sha256};
 
 /// Reference patches by instance id, each with the file it came from.
 #[derive(Debug, Default)]
@@ -162,26 +163,26 @@ impl Reference {
     }
 }
 
-/// One patch to score against one reference.
+/// One patch to score against one reference, borrowed from its stored trajectory.
 #[derive(Clone, Debug)]
-pub struct Pair {
-    pub import: String,
+pub struct Pair<'a> {
+    pub import: &'a str,
     /// sha256 of (candidate sha256, reference sha256): the verdict's key.
     pub key: String,
     /// The candidate patch's blob id.
-    pub candidate: String,
-    pub reference: ReferenceText,
+    pub candidate: &'a str,
+    pub reference: ReferenceText<'a>,
 }
 
 /// Where a pair's reference text is: in memory (reference files), or the import's own
 /// `target_patch`, read from the corpus only when the pair is scored.
 #[derive(Clone, Debug)]
-pub enum ReferenceText {
-    Text(Arc<str>),
+pub enum ReferenceText<'a> {
+    Text(&'a str),
     /// A blob of the corpus.
-    Blob(String),
+    Blob(&'a str),
     /// The `target_patch` source field of an import (imports stored before the blob column).
-    TargetPatchOf(String),
+    TargetPatchOf(&'a str),
 }
 
 /// Why a stored trajectory has no pair.
@@ -192,19 +193,27 @@ pub struct Unpaired {
 }
 
 pub fn pair_key(candidate_sha: &str, reference_sha: &str) -> String {
-    sha256_hex(format!("{candidate_sha}\0{reference_sha}").as_bytes())
+    let digest = Sha256::new()
+        .chain_update(candidate_sha)
+        .chain_update([0])
+        .chain_update(reference_sha)
+        .finalize();
+    hex::encode(digest)
 }
 
 impl Reference {
     /// The pair of one stored trajectory, if it has one.
-    pub fn pair_of(&self, e: &ImportEntry) -> std::result::Result<Pair, &'static str> {
-        let Some(candidate) = e.patch.clone() else {
+    pub fn pair_of<'a>(
+        &'a self,
+        e: &'a ImportEntry,
+    ) -> std::result::Result<Pair<'a>, &'static str> {
+        let Some(candidate) = e.patch.as_deref() else {
             return Err("no patch");
         };
         let (reference, reference_sha) = match self {
             Reference::P1 => match (&e.target_patch_blob, &e.target_patch_sha256) {
-                (Some(blob), Some(sha)) => (ReferenceText::Blob(blob.clone()), sha.clone()),
-                (None, Some(sha)) => (ReferenceText::TargetPatchOf(e.id.clone()), sha.clone()),
+                (Some(blob), Some(sha)) => (ReferenceText::Blob(blob), sha.as_str()),
+                (None, Some(sha)) => (ReferenceText::TargetPatchOf(&e.id), sha.as_str()),
                 _ => return Err("no reference"),
             },
             Reference::Instances(refs) => {
@@ -213,22 +222,21 @@ impl Reference {
                     .as_deref()
                     .and_then(|i| refs.by_instance.get(i))
                 {
-                    Some((p, sha, _)) => (ReferenceText::Text(p.clone()), sha.clone()),
+                    Some((p, sha, _)) => (ReferenceText::Text(p), sha.as_str()),
                     None => return Err("no reference"),
                 }
             }
         };
-        let key = pair_key(&candidate, &reference_sha);
         Ok(Pair {
-            import: e.id.clone(),
-            key,
+            import: &e.id,
+            key: pair_key(candidate, reference_sha),
             candidate,
             reference,
         })
     }
 
     /// The pairs of `entries`, in entry order, and how many had none.
-    pub fn pairs(&self, entries: &[ImportEntry]) -> (Vec<Pair>, Unpaired) {
+    pub fn pairs<'a>(&'a self, entries: &'a [ImportEntry]) -> (Vec<Pair<'a>>, Unpaired) {
         let mut out = Vec::new();
         let mut un = Unpaired::default();
         for e in entries {

@@ -2,7 +2,7 @@
 //! (pair, plugin sha256, config sha256), so a second run with the same plugin and config only
 //! looks them up; pairs not scored yet are scored in batches on every core.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -17,7 +17,7 @@ use crate::plugin::Limits;
 use crate::plugin::{LoadedPlugin, PatchPair, PluginEngine, PluginSource, Verifier};
 
 /// A scoring thread's verdicts, and its seconds reading pairs and in the plugin.
-type ThreadScores = (Vec<(String, StoredVerdict)>, f64, f64);
+type ThreadScores = (Vec<StoredVerdict>, f64, f64);
 
 /// Pairs per call into the plugin.
 const BATCH: usize = 64;
@@ -92,7 +92,7 @@ pub struct Timing {
 
 /// The verdict of every pair of `entries`. With `reuse`, stored verdicts are looked up and new
 /// ones stored; without (an audit), every pair is scored and nothing is stored. Returns the
-/// report and each pair's verdict by import id.
+/// report and each pair's verdict with its import id, in the order of `entries`.
 pub fn rescore(
     corpus: &Corpus,
     verifier: &VerifierSpec,
@@ -100,32 +100,39 @@ pub fn rescore(
     entries: &[ImportEntry],
     threads: usize,
     reuse: bool,
-) -> Result<(RescoreReport, BTreeMap<String, StoredVerdict>)> {
+) -> Result<(RescoreReport, Vec<(String, StoredVerdict)>)> {
     let (pairs, unpaired) = reference.pairs(entries);
-    let keys: Vec<String> = pairs.iter().map(|p| p.key.clone()).collect();
     let stored = if reuse {
+        let keys: Vec<&str> = pairs.iter().map(|p| p.key.as_str()).collect();
         corpus.verdicts(verifier.sha256(), &verifier.config_sha256, &keys)?
     } else {
         HashMap::new()
     };
-    // Each pair not stored yet, once.
+    // Each pair not stored yet, once: where each pair's verdict comes from.
     let mut todo: Vec<&Pair> = Vec::new();
-    let mut queued = std::collections::HashSet::new();
-    for p in &pairs {
-        if !stored.contains_key(&p.key) && queued.insert(p.key.clone()) {
-            todo.push(p);
-        }
-    }
+    let mut queued: HashMap<&str, usize> = HashMap::new();
+    let from: Vec<Option<usize>> = pairs
+        .iter()
+        .map(|p| {
+            (stored.is_empty() || !stored.contains_key(&p.key)).then(|| {
+                *queued.entry(&p.key).or_insert_with(|| {
+                    todo.push(p);
+                    todo.len() - 1
+                })
+            })
+        })
+        .collect();
     let started = std::time::Instant::now();
     let (fresh, mut timing) = score(corpus.path(), verifier, &todo, threads)?;
     timing.seconds = started.elapsed().as_secs_f64();
     if reuse {
-        corpus.put_verdicts(verifier.sha256(), &verifier.config_sha256, &fresh)?;
+        let new: Vec<(&str, &StoredVerdict)> = todo
+            .iter()
+            .zip(&fresh)
+            .map(|(p, v)| (p.key.as_str(), v))
+            .collect();
+        corpus.put_verdicts(verifier.sha256(), &verifier.config_sha256, &new)?;
     }
-    let mut all: HashMap<String, StoredVerdict> = stored;
-    let looked_up = pairs.len() - todo.len();
-    let scored = fresh.len();
-    all.extend(fresh);
     let mut report = RescoreReport {
         verifier: verifier.spec.clone(),
         plugin_sha256: verifier.sha256().to_string(),
@@ -133,17 +140,20 @@ pub fn rescore(
         reference: reference.describe(),
         trajectories: entries.len(),
         pairs: pairs.len(),
-        scored,
-        looked_up,
+        scored: fresh.len(),
+        looked_up: pairs.len() - todo.len(),
         unpaired,
         timing,
         ..RescoreReport::default()
     };
-    let mut by_import = BTreeMap::new();
+    let mut by_import = Vec::with_capacity(pairs.len());
     let mut sum = 0.0;
     let mut n = 0usize;
-    for p in &pairs {
-        let v = all[&p.key].clone();
+    for (p, from) in pairs.into_iter().zip(from) {
+        let v = match from {
+            Some(i) => &fresh[i],
+            None => &stored[&p.key],
+        };
         if v.failure.is_some() {
             report.failed += 1;
         } else if let Some(s) = v.score {
@@ -153,7 +163,7 @@ pub fn rescore(
         } else {
             report.no_score += 1;
         }
-        by_import.insert(p.import.clone(), v);
+        by_import.push((p.import.to_string(), v.clone()));
     }
     report.mean = (n > 0).then(|| sum / n as f64);
     Ok((report, by_import))
@@ -167,20 +177,20 @@ fn text(bytes: Vec<u8>) -> String {
 fn read_pairs(corpus: &Corpus, batch: &[&Pair]) -> Result<Vec<PatchPair>> {
     let mut ids: Vec<&str> = Vec::with_capacity(batch.len() * 2);
     for p in batch {
-        ids.push(&p.candidate);
+        ids.push(p.candidate);
         if let ReferenceText::Blob(id) = &p.reference {
             ids.push(id);
         }
     }
-    let blobs = corpus.blobs_many(&ids)?;
-    let take = |id: &str| text(blobs.get(id).cloned().unwrap_or_default());
+    let mut blobs = corpus.blobs_in_order(&ids)?.into_iter();
+    let mut next = || text(blobs.next().expect("a blob per id"));
     batch
         .iter()
         .map(|p| {
-            let candidate = take(&p.candidate);
+            let candidate = next();
             let reference = match &p.reference {
                 ReferenceText::Text(t) => t.to_string(),
-                ReferenceText::Blob(id) => take(id),
+                ReferenceText::Blob(_) => next(),
                 ReferenceText::TargetPatchOf(id) => corpus
                     .import_target_patch(id)?
                     .with_context(|| format!("import {id}: its target patch is gone"))?,
@@ -200,7 +210,7 @@ fn score(
     verifier: &VerifierSpec,
     todo: &[&Pair],
     threads: usize,
-) -> Result<(Vec<(String, StoredVerdict)>, Timing)> {
+) -> Result<(Vec<StoredVerdict>, Timing)> {
     let mut timing = Timing::default();
     if todo.is_empty() {
         return Ok((Vec::new(), timing));
@@ -220,14 +230,15 @@ fn score(
                     let mut out = Vec::with_capacity(chunk.len());
                     let (mut read_s, mut plugin_s) = (0.0, 0.0);
                     for batch in chunk.chunks(BATCH) {
-                        let items: Vec<String> = batch.iter().map(|p| p.import.clone()).collect();
+                        let items: Vec<String> =
+                            batch.iter().map(|p| p.import.to_string()).collect();
                         let t = std::time::Instant::now();
                         let pp: Vec<PatchPair> = read_pairs(&corpus, batch)?;
                         read_s += t.elapsed().as_secs_f64();
                         let t = std::time::Instant::now();
                         let verdicts = v.verify_batch(&items, &pp);
                         plugin_s += t.elapsed().as_secs_f64();
-                        for (p, r) in batch.iter().zip(verdicts) {
+                        for r in verdicts {
                             let stored = match r {
                                 Ok(v) => StoredVerdict {
                                     score: v.score,
@@ -244,7 +255,7 @@ fn score(
                                     failure: Some(format!("{}: {}", f.kind, f.message)),
                                 },
                             };
-                            out.push((p.key.clone(), stored));
+                            out.push(stored);
                         }
                     }
                     Ok((out, read_s, plugin_s))
