@@ -53,8 +53,9 @@ fn unified(old: &str, new: &str) -> String {
 
 /// P1 with `changes` change lines: blocks of 5 consecutive rewritten lines (10 change lines
 /// each, one hunk), spread over the file, the way an agent rewrites a few places. P2 rewrites 70%
-/// of the same lines identically and as many other lines next to the blocks.
-fn pair(source: &str, changes: usize) -> PatchPair {
+/// of the same lines identically and as many other lines next to the blocks. `shift` moves every
+/// block down that many code lines: pairs of other lines, of the same shape.
+fn pair(source: &str, changes: usize, shift: usize) -> PatchPair {
     let code: Vec<usize> = source
         .lines()
         .enumerate()
@@ -68,12 +69,15 @@ fn pair(source: &str, changes: usize) -> PatchPair {
         stride >= 10,
         "the source is too short for {changes} change lines"
     );
+    let shift = shift % (stride - 9);
     let p1_lines: Vec<usize> = (0..modified)
-        .map(|k| code[(k / 5) * stride + k % 5])
+        .map(|k| code[(k / 5) * stride + shift + k % 5])
         .collect();
     let shared = modified * 7 / 10;
     let mut p2_lines: Vec<usize> = p1_lines[..shared].to_vec();
-    p2_lines.extend((0..modified - shared).map(|k| code[(k % blocks) * stride + 5 + k / blocks]));
+    p2_lines.extend(
+        (0..modified - shared).map(|k| code[(k % blocks) * stride + shift + 5 + k / blocks]),
+    );
     let p1 = unified(source, &edit(source, &p1_lines, "fix"));
     let p2 = unified(source, &edit(source, &p2_lines, "fix"));
     let r = line_recall(&p1, &p2, Mode::Hunks).unwrap();
@@ -99,7 +103,7 @@ fn benches(c: &mut Criterion) {
     let engine = PluginEngine::new(None).unwrap();
     let mut v = verifier(&engine);
     for changes in SIZES {
-        let p = pair(&source, changes);
+        let p = pair(&source, changes, 0);
         let mut g = c.benchmark_group(format!("line_recall/{changes}_lines"));
         g.throughput(Throughput::Elements(1));
         g.bench_function("native", |b| {
@@ -153,14 +157,24 @@ fn summary() {
     let mut v = verifier(&engine);
     println!("\nsummary (median of interleaved rounds, one thread):");
     println!(
-        "{:>8} {:>14} {:>14} {:>14} {:>12} {:>12}",
-        "changes", "native/pair", "wasm single", "wasm batch", "batch pairs/s", "batch/native"
+        "{:>8} {:>14} {:>14} {:>14} {:>12} {:>12} {:>16}",
+        "changes",
+        "native/pair",
+        "wasm single",
+        "wasm batch",
+        "batch pairs/s",
+        "batch/native",
+        "varied batch"
     );
     for changes in SIZES {
-        let p = pair(&source, changes);
+        let p = pair(&source, changes, 0);
         let pairs = vec![p.clone(); BATCH];
+        // The same pair a hundred times trains the branch predictor on its bytes; a batch of
+        // pairs that each differ is what a rescore scores.
+        let varied: Vec<PatchPair> = (0..BATCH).map(|k| pair(&source, changes, k)).collect();
         let items: Vec<String> = (0..BATCH).map(|i| i.to_string()).collect();
-        let (mut nat, mut single, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut nat, mut single, mut batch, mut mixed) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..15 {
             nat.extend(per_pair(1, 2000, || {
                 black_box(line_recall(&p.reference, &p.candidate, Mode::Hunks).unwrap());
@@ -175,15 +189,24 @@ fn summary() {
                 .into_iter()
                 .map(|d| d / BATCH as u32),
             );
+            mixed.extend(
+                per_pair(1, 20, || {
+                    black_box(v.verify_batch(&items, &varied));
+                })
+                .into_iter()
+                .map(|d| d / BATCH as u32),
+            );
         }
-        let (nat, single, batch) = (median(nat), median(single), median(batch));
+        let (nat, single, batch, mixed) =
+            (median(nat), median(single), median(batch), median(mixed));
         println!(
-            "{changes:>8} {:>12.2}µs {:>12.2}µs {:>12.2}µs {:>12.0} {:>11.2}x",
+            "{changes:>8} {:>12.2}µs {:>12.2}µs {:>12.2}µs {:>12.0} {:>11.2}x {:>14.2}µs",
             nat.as_secs_f64() * 1e6,
             single.as_secs_f64() * 1e6,
             batch.as_secs_f64() * 1e6,
             1.0 / batch.as_secs_f64(),
-            batch.as_secs_f64() / nat.as_secs_f64()
+            batch.as_secs_f64() / nat.as_secs_f64(),
+            mixed.as_secs_f64() * 1e6,
         );
     }
     let inst = median(per_pair(15, 200, || v.instantiate_once().unwrap()));
