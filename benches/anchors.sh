@@ -47,18 +47,29 @@ print(f'{name:<28} sera-host {ours:>10,.0f} {unit:<8} anchor {anchor:>10,.0f} {u
 " "$@"
 }
 
-echo "--- (a) import"
-settle; anchor=$(python3 benches/anchors/transform.py traj "$work/in/traj" "$work/traj-anchor.jsonl")
-settle; t0=$(now); "$bin" import --format swe-agent --db "$work/traj.sqlite" "$work/in/traj" >/dev/null; t1=$(now)
-traj_bytes=$(field "$anchor" bytes)
-ours_traj=$(python3 -c "print($traj_bytes / 1e6 / ($t1 - $t0))")
-anchor_traj=$(python3 -c "print($traj_bytes / 1e6 / $(field "$anchor" seconds))")
+min() { python3 -c "import sys; print(min(map(float, sys.argv[1:])))" "$@"; }
+# Imports take about a second a side: each side runs three times, alternating, and its fastest
+# run counts (this VM's speed drifts within a minute, and its reclaim of cold pages can make
+# whichever side runs second re-read inputs).
+import_rounds() { # format, input, anchor mode; sets ours_s, anchor_s, bytes
+  local a=() o=() out
+  for round in 1 2 3; do
+    settle; out=$(python3 benches/anchors/transform.py "$3" "$2" "$work/$1-anchor.jsonl")
+    a+=("$(field "$out" seconds)"); bytes=$(field "$out" bytes)
+    rm -f "$work/$1.sqlite"*; settle
+    t0=$(now); "$bin" import --format "$1" --db "$work/$1.sqlite" "$2" >/dev/null; t1=$(now)
+    o+=("$(secs "$t0" "$t1")")
+  done
+  anchor_s=$(min "${a[@]}"); ours_s=$(min "${o[@]}")
+  echo "$1: sera-host $(printf '%.3f ' "${o[@]}")s, anchor $(printf '%.3f ' "${a[@]}")s"
+}
+mbps() { python3 -c "print($1 / 1e6 / $2)"; }
 
-settle; anchor=$(python3 benches/anchors/transform.py sera "$work/in/sera.jsonl" "$work/sera-anchor.jsonl")
-settle; t0=$(now); "$bin" import --format sera --db "$work/sera.sqlite" "$work/in/sera.jsonl" >/dev/null; t1=$(now)
-sera_bytes=$(field "$anchor" bytes)
-ours_sera=$(python3 -c "print($sera_bytes / 1e6 / ($t1 - $t0))")
-anchor_sera=$(python3 -c "print($sera_bytes / 1e6 / $(field "$anchor" seconds))")
+echo "--- (a) import"
+import_rounds swe-agent "$work/in/traj" traj
+traj_bytes=$bytes; ours_traj=$(mbps "$bytes" "$ours_s"); anchor_traj=$(mbps "$bytes" "$anchor_s")
+import_rounds sera "$work/in/sera.jsonl" sera
+sera_bytes=$bytes; ours_sera=$(mbps "$bytes" "$ours_s"); anchor_sera=$(mbps "$bytes" "$anchor_s")
 
 echo "--- (b) rescore"
 "$bin" import --format sera --db "$work/pairs.sqlite" "$work/in/pairs.jsonl" >/dev/null
