@@ -19,11 +19,21 @@ use serde_json::{json, Value};
 use crate::corpus::Imported;
 use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
-/// Text of a `content` that is a string or a list of `{type, text}` parts.
-fn content_text(v: &Value, at: &str) -> Result<String> {
+/// Where a history item is, for errors: formatted only when one is reported (an import reads
+/// millions of items).
+struct At<'a>(&'a str, usize);
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: history[{}]", self.0, self.1)
+    }
+}
+
+/// Text of a `content` that is a string (moved, not copied) or a list of `{type, text}` parts.
+fn content_text(v: Value, at: &At) -> Result<String> {
     match v {
         Value::Null => Ok(String::new()),
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(s),
         Value::Array(parts) => {
             let mut out = String::new();
             for (i, p) in parts.iter().enumerate() {
@@ -39,7 +49,7 @@ fn content_text(v: &Value, at: &str) -> Result<String> {
     }
 }
 
-fn role(v: &Value, at: &str) -> Result<Role> {
+fn role(v: &Value, at: &At) -> Result<Role> {
     Ok(match v.as_str() {
         Some("system") => Role::System,
         Some("user") => Role::User,
@@ -107,11 +117,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
             anyhow!("{shown}:{}:{}: not valid JSON: {e}", e.line(), e.column())
         }
     })?;
-    let history = doc
-        .history
-        .as_ref()
-        .and_then(Value::as_array)
-        .ok_or_else(|| anyhow!("{shown}: expected a `history` list (a SWE-agent .traj file)"))?;
+    let Some(Value::Array(history)) = doc.history else {
+        bail!("{shown}: expected a `history` list (a SWE-agent .traj file)");
+    };
     let messages = history_messages(history, &shown)?;
     let sidecar = |ext: &str| path.with_extension(ext);
     let patch = if let Ok(p) = std::fs::read_to_string(sidecar("patch")) {
@@ -155,21 +163,22 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
     })
 }
 
-/// SWE-agent history items (either generation) as messages; `shown` names them in errors.
-pub fn history_messages(history: &[Value], shown: &str) -> Result<Vec<Message>> {
-    let mut messages: Vec<Message> = Vec::new();
+/// SWE-agent history items (either generation) as messages, their texts moved out of the items;
+/// `shown` names them in errors.
+pub fn history_messages(history: Vec<Value>, shown: &str) -> Result<Vec<Message>> {
     // 0.x: the id of the action still waiting for its observation.
     let mut pending: Option<String> = None;
     let mut calls_seen = std::collections::HashSet::new();
-    for (i, h) in history.iter().enumerate() {
-        let at = format!("{shown}: history[{i}]");
+    let mut messages = Vec::with_capacity(history.len());
+    for (i, mut h) in history.into_iter().enumerate() {
+        let at = At(shown, i);
         let role = role(h.get("role").unwrap_or(&Value::Null), &at)?;
-        let content = content_text(h.get("content").unwrap_or(&Value::Null), &at)?;
+        let content = content_text(h.get_mut("content").map_or(Value::Null, Value::take), &at)?;
         let mut m = Message::text(role, content);
         match role {
             Role::Assistant => {
-                if let Some(t) = h.get("thought").and_then(Value::as_str) {
-                    m.reasoning_content = Some(t.to_string());
+                if let Some(Value::String(t)) = h.get_mut("thought").map(Value::take) {
+                    m.reasoning_content = Some(t);
                 }
                 if let Some(tc) = h.get("tool_calls").and_then(Value::as_array) {
                     for (k, c) in tc.iter().enumerate() {
