@@ -270,11 +270,15 @@ impl Corpus {
                     .decompress(data, size as usize)
                     .with_context(|| format!("blob {id}: cannot decompress"))?;
                 let first = at.partition_point(|(x, _)| *x < id);
-                let n = at[first..].iter().take_while(|(x, _)| *x == id).count();
-                for &(_, i) in &at[first + 1..first + n] {
-                    out[i] = Some(raw.clone());
-                }
-                if let Some(&(_, i)) = at.get(first).filter(|_| n > 0) {
+                let mut positions = at[first..]
+                    .iter()
+                    .take_while(|(x, _)| *x == id)
+                    .map(|&(_, i)| i);
+                // The first position takes the bytes; repeats of the id get copies.
+                if let Some(i) = positions.next() {
+                    for j in positions {
+                        out[j] = Some(raw.clone());
+                    }
                     out[i] = Some(raw);
                 }
             }
