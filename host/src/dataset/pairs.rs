@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::corpus::ImportEntry;
 use crate::digest::sha256_hex;
-use sha2::{Digest, Sha256};
 
 /// Reference patches by instance id, each with the file it came from.
 #[derive(Debug, Default)]

@@ -114,7 +114,7 @@ pub fn rescore(
     let from: Vec<Option<usize>> = pairs
         .iter()
         .map(|p| {
-            (stored.is_empty() || !stored.contains_key(&p.key)).then(|| {
+            (!stored.contains_key(&p.key)).then(|| {
                 *queued.entry(&p.key).or_insert_with(|| {
                     todo.push(p);
                     todo.len() - 1
