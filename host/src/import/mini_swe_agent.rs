@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
+use super::place::At;
 use crate::corpus::Imported;
 use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
 
@@ -21,23 +22,28 @@ pub fn bash_action(text: &str) -> Option<String> {
 
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Imported> {
     let shown = path.display().to_string();
-    let doc: Value = serde_json::from_slice(bytes)
+    let mut doc: Value = serde_json::from_slice(bytes)
         .map_err(|e| anyhow!("{shown}:{}:{}: not valid JSON: {e}", e.line(), e.column()))?;
-    let Some(list) = doc.get("messages").and_then(Value::as_array) else {
+    // Taken out of the document: each message's text is moved, not copied.
+    let Some(Value::Array(list)) = doc.get_mut("messages").map(Value::take) else {
         bail!("{shown}: expected a `messages` list (a mini-swe-agent .traj.json file)");
     };
-    let mut messages = Vec::new();
+    let mut messages = Vec::with_capacity(list.len());
     let mut pending: Option<String> = None;
-    for (i, m) in list.iter().enumerate() {
-        let at = format!("{shown}: messages[{i}]");
+    for (i, mut m) in list.into_iter().enumerate() {
+        let at = At {
+            shown: &shown,
+            list: "messages",
+            index: i,
+        };
         let role = match m.get("role").and_then(Value::as_str) {
             Some("system") => Role::System,
             Some("user") => Role::User,
             Some("assistant") => Role::Assistant,
             other => bail!("{at}: `role` is {other:?}, expected system, user or assistant"),
         };
-        let content = match m.get("content") {
-            Some(Value::String(s)) => s.clone(),
+        let content = match m.get_mut("content").map(Value::take) {
+            Some(Value::String(s)) => s,
             Some(Value::Array(parts)) => parts
                 .iter()
                 .filter_map(|p| p.get("text").and_then(Value::as_str))

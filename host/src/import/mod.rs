@@ -3,6 +3,7 @@
 
 pub mod mini_swe_agent;
 pub mod openai_jsonl;
+mod place;
 pub mod sera_rows;
 pub mod swe_agent;
 mod tools;

@@ -11,17 +11,19 @@ pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {
     {
         let v: Value = serde_json::from_slice(line)
             .map_err(|e| anyhow!("{shown}:{n}:{}: not valid JSON: {e}", e.column()))?;
-        let Some(obj) = v.as_object() else {
-            bail!(
+        // Owned: `messages` and `tools` are moved out of the row, not copied.
+        let mut obj = match v {
+            Value::Object(obj) => obj,
+            other => bail!(
                 "{shown}:{n}: expected a JSON object with `messages`, found {}",
-                kind(&v)
-            );
+                kind(&other)
+            ),
         };
         let msgs = obj
-            .get("messages")
+            .remove("messages")
             .ok_or_else(|| anyhow!("{shown}:{n}: no `messages`"))?;
-        let messages: Vec<Message> = serde_json::from_value(msgs.clone())
-            .map_err(|e| anyhow!("{shown}:{n}: `messages`: {e}"))?;
+        let messages: Vec<Message> =
+            serde_json::from_value(msgs).map_err(|e| anyhow!("{shown}:{n}: `messages`: {e}"))?;
         let mut calls = std::collections::HashSet::new();
         for (k, m) in messages.iter().enumerate() {
             calls.extend(m.tool_calls.iter().map(|c| c.id.clone()));
@@ -35,10 +37,10 @@ pub fn parse_line(shown: &str, n: usize, line: &[u8]) -> Result<Imported> {
                 }
             }
         }
-        let tools = match obj.get("tools") {
+        let tools = match obj.remove("tools") {
             None | Some(Value::Null) => super::tools::implicit_tools(&messages),
-            Some(Value::Array(t)) => t.clone(),
-            Some(other) => bail!("{shown}:{n}: `tools` is {}, expected a list", kind(other)),
+            Some(Value::Array(t)) => t,
+            Some(other) => bail!("{shown}:{n}: `tools` is {}, expected a list", kind(&other)),
         };
         Ok(Imported {
             format: "openai-jsonl",

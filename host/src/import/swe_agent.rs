@@ -16,18 +16,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
 
+use super::place::At;
 use crate::corpus::Imported;
 use crate::trajectory::{FunctionCall, Message, Role, ToolCall, Trajectory};
-
-/// Where a history item is, for errors: formatted only when one is reported (an import reads
-/// millions of items).
-struct At<'a>(&'a str, usize);
-
-impl std::fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: history[{}]", self.0, self.1)
-    }
-}
 
 /// Text of a `content` that is a string (moved, not copied) or a list of `{type, text}` parts.
 fn content_text(v: Value, at: &At) -> Result<String> {
@@ -171,7 +162,11 @@ pub fn history_messages(history: Vec<Value>, shown: &str) -> Result<Vec<Message>
     let mut calls_seen = std::collections::HashSet::new();
     let mut messages = Vec::with_capacity(history.len());
     for (i, mut h) in history.into_iter().enumerate() {
-        let at = At(shown, i);
+        let at = At {
+            shown,
+            list: "history",
+            index: i,
+        };
         let role = role(h.get("role").unwrap_or(&Value::Null), &at)?;
         let content = content_text(h.get_mut("content").map_or(Value::Null, Value::take), &at)?;
         let mut m = Message::text(role, content);
